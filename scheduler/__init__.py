@@ -1,0 +1,95 @@
+"""An appointment scheduler for acupuncture clinics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from scheduler import config
+from scheduler.db import configure_engine, utcnow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: settings, extensions, blueprints, error pages, commands."""
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_mapping(config.from_environment(app.instance_path))
+    app.config["CLOCK"] = utcnow
+    if test_config:
+        app.config.from_mapping(test_config)
+    register_extensions(app)
+    register_write_lock(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the extensions to ``app`` and tune the database engine."""
+    # Import every model so that the metadata and Alembic see the whole schema.
+    from scheduler import models  # noqa: F401
+    from scheduler.extensions import csrf, db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True)
+    csrf.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine)
+
+
+def register_write_lock(app: Flask) -> None:
+    """Start every request that may write by taking the database's write lock."""
+    from flask import request
+
+    from scheduler.db import begin_write
+    from scheduler.extensions import db
+
+    @app.before_request
+    def _take_write_lock() -> None:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            begin_write(db.session())
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount the pages and the API."""
+    from scheduler.api.views import blueprint as api
+    from scheduler.booking.views import blueprint as booking
+    from scheduler.clinic.views import blueprint as clinic
+    from scheduler.extensions import csrf
+
+    app.register_blueprint(clinic)
+    app.register_blueprint(booking)
+    # The API takes only JSON bodies, which a cross-site form cannot send, and no cookies.
+    csrf.exempt(api)
+    app.register_blueprint(api)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """Answer errors with a page (or JSON under ``/api/``), never a traceback."""
+    from scheduler.errors import init_app
+
+    init_app(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Add the filters templates use to show times in the clinic's zone."""
+    from scheduler.templating import init_app
+
+    init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    """Add the ``flask --app scheduler …`` commands."""
+    from scheduler.demo.commands import demo
+
+    app.cli.add_command(demo)

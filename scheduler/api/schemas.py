@@ -1,0 +1,83 @@
+"""Shapes of the JSON the public API accepts, validated with pydantic."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+Id = Annotated[int, Field(strict=True, gt=0, lt=2**31)]
+OneLine = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+class Strict(BaseModel):
+    """Refuses fields it does not know, so a typo is an error rather than ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PatientIn(Strict):
+    """Who the booking is for."""
+
+    name: Annotated[OneLine, StringConstraints(min_length=1, max_length=200)]
+    email: Annotated[EmailStr, StringConstraints(max_length=254)]
+    phone: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, max_length=50, pattern=r"^(\+?[0-9 ()\-.]{5,})?$"),
+    ] = ""
+
+
+class BookingIn(Strict):
+    """``POST /api/v1/bookings``."""
+
+    service: Id
+    practitioner: Id | None = None
+    start: AwareDatetime
+    patient: PatientIn
+    notes: Annotated[
+        str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")
+    ] = ""
+
+
+class RescheduleIn(Strict):
+    """``POST /api/v1/bookings/TOKEN/reschedule``."""
+
+    start: AwareDatetime
+
+
+class CancelIn(Strict):
+    """``POST /api/v1/bookings/TOKEN/cancel`` (the body is optional)."""
+
+    reason: Annotated[OneLine, StringConstraints(max_length=500)] = ""
+
+
+class SlotQuery(Strict):
+    """``GET /api/v1/slots``."""
+
+    service: Annotated[int, Field(gt=0, lt=2**31)]
+    start: date
+    end: date
+    practitioner: Annotated[int, Field(gt=0, lt=2**31)] | None = None
+
+
+def field_errors(error: ValidationError) -> dict[str, str]:
+    """Turn pydantic's errors into ``{"dotted.field": "message"}``."""
+    fields: dict[str, str] = {}
+    for item in error.errors(include_url=False):
+        name = ".".join(str(part) for part in item["loc"]) or "body"
+        message = item["msg"]
+        if item["type"] == "string_pattern_mismatch":
+            message = "contains characters that are not allowed here"
+        elif item["type"] == "extra_forbidden":
+            message = "is not a field this call knows"
+        fields.setdefault(name, message)
+    return fields

@@ -1,0 +1,192 @@
+"""Free slots, computed without a database or Flask: data in, slots out.
+
+The pipeline follows Easy!Appointments' subtractive one: working hours, minus time off, minus
+bookings with their buffers and other busy time, give free intervals; candidate starts every
+slot step (on the clinic's wall clock) that fit the treatment plus its buffer in a free interval
+of the practitioner *and* of some room become slots; those inside the minimum notice or past the
+horizon are dropped. Busy intervals are sorted once and probed by bisection, so a month for a
+clinic costs a few thousand cheap checks and no query per day or per slot.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from scheduler.timeutil import local_to_utc, wall_time_exists
+
+Interval = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The clinic's booking rules."""
+
+    step: timedelta = timedelta(minutes=15)
+    min_notice: timedelta = timedelta(hours=12)
+    horizon: timedelta = timedelta(days=60)
+
+
+@dataclass(frozen=True)
+class WeeklyHours:
+    """One interval of weekly working hours in wall-clock time; weekday 0 is Monday."""
+
+    weekday: int
+    start: time
+    end: time
+
+
+@dataclass(frozen=True)
+class PractitionerDiary:
+    """What availability needs to know of one practitioner."""
+
+    practitioner_id: int
+    hours: Sequence[WeeklyHours]
+    busy: Sequence[Interval] = ()  # time off, bookings to the end of their buffer, busy events
+
+
+@dataclass(frozen=True)
+class RoomDiary:
+    """What availability needs to know of one room."""
+
+    room_id: int
+    busy: Sequence[Interval] = ()
+
+
+@dataclass(frozen=True, order=True)
+class Slot:
+    """A bookable start for one practitioner, with a room that is free for it."""
+
+    start: datetime
+    end: datetime
+    practitioner_id: int
+    room_id: int = field(compare=False)
+
+
+class BusyTimes:
+    """Sorted, merged busy intervals answering "is this stretch free?" by bisection."""
+
+    def __init__(self, intervals: Iterable[Interval]) -> None:
+        merged: list[list[datetime]] = []
+        for start, end in sorted(intervals):
+            if end <= start:
+                continue
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self._starts = [start for start, _ in merged]
+        self._ends = [end for _, end in merged]
+
+    def is_free(self, start: datetime, end: datetime) -> bool:
+        """Tell whether nothing busy overlaps ``[start, end)``."""
+        # Only the last interval starting before ``end`` can overlap: merged intervals are
+        # disjoint and sorted, so their ends are sorted too.
+        index = bisect.bisect_left(self._starts, end) - 1
+        return index < 0 or self._ends[index] <= start
+
+
+def _day_intervals(hours: Sequence[WeeklyHours], weekday: int) -> list[tuple[int, int]]:
+    """Return the day's working intervals as merged (start, end) minutes after midnight."""
+    spans = sorted(
+        (h.start.hour * 60 + h.start.minute, h.end.hour * 60 + h.end.minute)
+        for h in hours
+        if h.weekday == weekday
+    )
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
+
+
+def _days(first: date, last: date) -> Iterator[date]:
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+def free_slots(
+    *,
+    tz: ZoneInfo,
+    first_day: date,
+    last_day: date,
+    duration: timedelta,
+    buffer: timedelta,
+    practitioners: Sequence[PractitionerDiary],
+    rooms: Sequence[RoomDiary],
+    rules: Rules,
+    now: datetime,
+) -> list[Slot]:
+    """Return every free slot from ``first_day`` to ``last_day`` (the clinic's dates, inclusive).
+
+    A slot is a start on the slot step of the clinic's wall clock where the practitioner works
+    and is free, and some room is free, for ``duration + buffer``; it lies at least the minimum
+    notice after ``now`` and no further than the horizon. Wall times that a daylight-saving
+    change skips are never offered, and repeated ones only once. Slots are sorted by start, then
+    by the order of ``practitioners``; the room is the first free one in the order of ``rooms``.
+    """
+    step_minutes = max(1, int(rules.step.total_seconds() // 60))
+    earliest = now + rules.min_notice
+    latest = now + rules.horizon
+    needed = duration + buffer
+    room_busy = [(room.room_id, BusyTimes(room.busy)) for room in rooms]
+    slots: list[Slot] = []
+    if not room_busy:
+        return slots
+    for diary in practitioners:
+        busy = BusyTimes(diary.busy)
+        for day in _days(first_day, last_day):
+            for start_minute, end_minute in _day_intervals(diary.hours, day.weekday()):
+                interval_end = local_to_utc(day, _minute_time(end_minute), tz)
+                first_candidate = -(-start_minute // step_minutes) * step_minutes
+                for minute in range(first_candidate, end_minute, step_minutes):
+                    wall = _minute_time(minute)
+                    if not wall_time_exists(day, wall, tz):
+                        continue
+                    start = local_to_utc(day, wall, tz)
+                    blocked_until = start + needed
+                    if blocked_until > interval_end:
+                        break
+                    if start < earliest or start > latest:
+                        continue
+                    if not busy.is_free(start, blocked_until):
+                        continue
+                    room_id = next(
+                        (rid for rid, times in room_busy if times.is_free(start, blocked_until)),
+                        None,
+                    )
+                    if room_id is not None:
+                        slots.append(Slot(start, start + duration, diary.practitioner_id, room_id))
+    order = {diary.practitioner_id: index for index, diary in enumerate(practitioners)}
+    slots.sort(key=lambda slot: (slot.start, order[slot.practitioner_id]))
+    return slots
+
+
+def _minute_time(minute: int) -> time:
+    if minute >= 24 * 60:
+        return time(23, 59, 59, 999999)
+    return time(minute // 60, minute % 60)
+
+
+def merge_anyone(slots: Sequence[Slot]) -> list[Slot]:
+    """Keep one slot per start time: the first practitioner's, in the order slots come."""
+    seen: set[datetime] = set()
+    merged = []
+    for slot in slots:
+        if slot.start not in seen:
+            seen.add(slot.start)
+            merged.append(slot)
+    return merged
+
+
+def nearest(slots: Sequence[Slot], target: datetime, count: int = 5) -> list[Slot]:
+    """Return up to ``count`` slots closest to ``target``, earliest first among equals."""
+    ranked = sorted(slots, key=lambda slot: (abs(slot.start - target), slot.start))
+    return sorted(ranked[:count])

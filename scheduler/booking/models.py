@@ -1,0 +1,83 @@
+"""Bookings: one patient, one treatment, one practitioner and one room at one time."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from scheduler.clinic.models import Practitioner, Room, Treatment
+from scheduler.db import Base, UTCDateTime, utcnow
+from scheduler.patients.models import Patient
+
+
+class BookingStatus(enum.StrEnum):
+    """Where a booking stands; every status but ``cancelled`` holds its time."""
+
+    CONFIRMED = "confirmed"
+    ARRIVED = "arrived"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+LIVE_STATUSES = frozenset(BookingStatus) - {BookingStatus.CANCELLED}
+
+
+class Booking(Base):
+    """A session booked for a patient.
+
+    ``blocked_until`` is the end plus the treatment's buffer (cleaning and notes): the time the
+    practitioner and the room are taken, which the database keeps from overlapping.
+    """
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="ends_after_start"),
+        CheckConstraint("blocked_until >= end_at", name="blocked_through_end"),
+        CheckConstraint("sequence >= 0", name="sequence_not_negative"),
+        Index("ix_bookings_practitioner_start", "practitioner_id", "start_at"),
+        Index("ix_bookings_room_start", "room_id", "start_at"),
+        Index("ix_bookings_start", "start_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    treatment_id: Mapped[int] = mapped_column(ForeignKey("treatments.id"))
+    practitioner_id: Mapped[int] = mapped_column(ForeignKey("practitioners.id"))
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    blocked_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[BookingStatus] = mapped_column(
+        Enum(
+            BookingStatus,
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=lambda statuses: [s.value for s in statuses],
+            name="booking_status",
+        ),
+        default=BookingStatus.CONFIRMED,
+    )
+    manage_token: Mapped[str] = mapped_column(String(64), unique=True)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    calendar_uid: Mapped[str] = mapped_column(String(255), unique=True)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cancellation_reason: Mapped[str] = mapped_column(String(500), default="")
+    late_cancellation: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    treatment: Mapped[Treatment] = relationship()
+    practitioner: Mapped[Practitioner] = relationship()
+    room: Mapped[Room] = relationship()
+    patient: Mapped[Patient] = relationship()
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the booking still holds its time."""
+        return self.status in LIVE_STATUSES

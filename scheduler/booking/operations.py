@@ -1,0 +1,465 @@
+"""Booking, rescheduling and cancelling: the steps a view or a command calls, one per unit.
+
+Operations take the session and everything they need as arguments, re-check availability inside
+the caller's transaction, flush, and raise a :class:`BookingError` a person can act on. They
+never commit: the caller does, once, after deciding the unit of work succeeded.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from scheduler.booking.availability import (
+    Interval,
+    PractitionerDiary,
+    RoomDiary,
+    Rules,
+    Slot,
+    WeeklyHours,
+    free_slots,
+    merge_anyone,
+    nearest,
+)
+from scheduler.booking.models import Booking, BookingStatus
+from scheduler.clinic.models import (
+    Clinic,
+    Practitioner,
+    Room,
+    TimeOff,
+    Treatment,
+    WorkingHours,
+    practitioner_treatments,
+)
+from scheduler.patients.models import Patient
+from scheduler.timeutil import day_bounds, format_local
+
+# No booking is longer than this, so "bookings overlapping a range" can use the start index.
+MAX_BOOKING_SPAN = timedelta(days=1)
+ALTERNATIVES_BEFORE = timedelta(days=2)
+ALTERNATIVES_AFTER = timedelta(days=7)
+
+# PostgreSQL SQLSTATEs that mean "someone else took it first".
+_CONFLICT_SQLSTATES = {"23P01", "40P01", "40001"}
+# Raised by the SQLite triggers the migration creates.
+_SQLITE_OVERLAP_MESSAGE = "booking overlaps"
+
+
+class BookingError(Exception):
+    """A booking step that cannot go ahead, with a message for the person asking."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class SlotUnavailable(BookingError):
+    """The time is not free (or was just taken); ``alternatives`` are the nearest free ones."""
+
+    def __init__(self, message: str, alternatives: Sequence[Slot]) -> None:
+        super().__init__(message, field="start")
+        self.alternatives = list(alternatives)
+
+
+@dataclass(frozen=True)
+class PatientDetails:
+    """Who is booking, as they typed it."""
+
+    name: str
+    email: str
+    phone: str = ""
+
+
+def rules_of(clinic: Clinic) -> Rules:
+    """Return the availability rules the clinic has set."""
+    return Rules(
+        step=timedelta(minutes=clinic.slot_step_minutes),
+        min_notice=timedelta(minutes=clinic.min_notice_minutes),
+        horizon=timedelta(days=clinic.horizon_days),
+    )
+
+
+def practitioners_for(session: Session, treatment: Treatment) -> list[Practitioner]:
+    """Return the active practitioners who give ``treatment``, in a stable order."""
+    query = (
+        select(Practitioner)
+        .join(practitioner_treatments)
+        .where(
+            practitioner_treatments.c.treatment_id == treatment.id,
+            Practitioner.active.is_(True),
+        )
+        .order_by(Practitioner.id)
+    )
+    return list(session.scalars(query))
+
+
+def find_slots(
+    session: Session,
+    *,
+    clinic: Clinic,
+    treatment: Treatment,
+    practitioner: Practitioner | None,
+    first_day: date,
+    last_day: date,
+    now: datetime,
+    ignore: Booking | None = None,
+) -> list[Slot]:
+    """Return the free slots for ``treatment`` between two of the clinic's dates, inclusive.
+
+    With no ``practitioner`` the slots of everyone who gives the treatment are merged, one per
+    start time. ``ignore`` leaves a booking out of the busy time (when it is being moved).
+    """
+    if practitioner is None:
+        candidates = practitioners_for(session, treatment)
+    elif practitioner.active and treatment in practitioner.treatments:
+        candidates = [practitioner]
+    else:
+        candidates = []
+    if not candidates or last_day < first_day:
+        return []
+    start, end = day_bounds(first_day, last_day, clinic.tz)
+    diaries, rooms = _load_diaries(session, candidates, start, end, ignore)
+    slots = free_slots(
+        tz=clinic.tz,
+        first_day=first_day,
+        last_day=last_day,
+        duration=timedelta(minutes=treatment.duration_minutes),
+        buffer=timedelta(minutes=treatment.buffer_minutes),
+        practitioners=diaries,
+        rooms=rooms,
+        rules=rules_of(clinic),
+        now=now,
+    )
+    return merge_anyone(slots) if practitioner is None else slots
+
+
+def _load_diaries(
+    session: Session,
+    practitioners: Sequence[Practitioner],
+    start: datetime,
+    end: datetime,
+    ignore: Booking | None,
+) -> tuple[list[PractitionerDiary], list[RoomDiary]]:
+    """Read hours, time off, rooms and bookings for a range in four range queries."""
+    ids = [p.id for p in practitioners]
+    hours: dict[int, list[WeeklyHours]] = defaultdict(list)
+    for row in session.execute(
+        select(
+            WorkingHours.practitioner_id,
+            WorkingHours.weekday,
+            WorkingHours.start_time,
+            WorkingHours.end_time,
+        ).where(WorkingHours.practitioner_id.in_(ids))
+    ):
+        hours[row.practitioner_id].append(WeeklyHours(row.weekday, row.start_time, row.end_time))
+
+    busy: dict[int, list[Interval]] = defaultdict(list)
+    for off in session.execute(
+        select(TimeOff.practitioner_id, TimeOff.start_at, TimeOff.end_at).where(
+            TimeOff.practitioner_id.in_(ids), TimeOff.start_at < end, TimeOff.end_at > start
+        )
+    ):
+        busy[off.practitioner_id].append((off.start_at, off.end_at))
+
+    room_ids = list(session.scalars(select(Room.id).where(Room.active.is_(True)).order_by(Room.id)))
+    room_busy: dict[int, list[Interval]] = defaultdict(list)
+    bookings = select(
+        Booking.practitioner_id, Booking.room_id, Booking.start_at, Booking.blocked_until
+    ).where(
+        Booking.status != BookingStatus.CANCELLED,
+        Booking.start_at >= start - MAX_BOOKING_SPAN,
+        Booking.start_at < end,
+    )
+    if ignore is not None and ignore.id is not None:
+        bookings = bookings.where(Booking.id != ignore.id)
+    for taken in session.execute(bookings):
+        interval = (taken.start_at, taken.blocked_until)
+        busy[taken.practitioner_id].append(interval)
+        room_busy[taken.room_id].append(interval)
+
+    diaries = [PractitionerDiary(pid, hours[pid], busy[pid]) for pid in ids]
+    rooms = [RoomDiary(rid, room_busy[rid]) for rid in room_ids]
+    return diaries, rooms
+
+
+def _check_rules(clinic: Clinic, start: datetime, now: datetime) -> None:
+    """Explain why ``start`` breaks the clinic's rules, if it does."""
+    rules = rules_of(clinic)
+    if start <= now:
+        raise BookingError("That time has already passed; please pick a later one.", field="start")
+    if start < now + rules.min_notice:
+        hours = clinic.min_notice_minutes / 60
+        raise BookingError(
+            f"Bookings need at least {hours:g} hours' notice; please pick a later time.",
+            field="start",
+        )
+    if start > now + rules.horizon:
+        raise BookingError(
+            f"Bookings open {clinic.horizon_days} days ahead; please pick an earlier time.",
+            field="start",
+        )
+
+
+def _pick_slot(
+    session: Session,
+    *,
+    clinic: Clinic,
+    treatment: Treatment,
+    practitioner: Practitioner | None,
+    start: datetime,
+    now: datetime,
+    ignore: Booking | None = None,
+) -> Slot:
+    """Return the free slot at ``start`` or raise with the nearest alternatives."""
+    _check_rules(clinic, start, now)
+    local_day = start.astimezone(clinic.tz).date()
+    slots = find_slots(
+        session,
+        clinic=clinic,
+        treatment=treatment,
+        practitioner=practitioner,
+        first_day=local_day,
+        last_day=local_day,
+        now=now,
+        ignore=ignore,
+    )
+    for slot in slots:
+        if slot.start == start:
+            return slot
+    raise SlotUnavailable(
+        f"{format_local(start, clinic.tz)} is not free for {treatment.name}.",
+        alternatives(
+            session,
+            clinic=clinic,
+            treatment=treatment,
+            practitioner=practitioner,
+            around=start,
+            now=now,
+            ignore=ignore,
+        ),
+    )
+
+
+def alternatives(
+    session: Session,
+    *,
+    clinic: Clinic,
+    treatment: Treatment,
+    practitioner: Practitioner | None,
+    around: datetime,
+    now: datetime,
+    ignore: Booking | None = None,
+    count: int = 5,
+) -> list[Slot]:
+    """Return the ``count`` free slots nearest to ``around``."""
+    tz = clinic.tz
+    slots = find_slots(
+        session,
+        clinic=clinic,
+        treatment=treatment,
+        practitioner=practitioner,
+        first_day=(around - ALTERNATIVES_BEFORE).astimezone(tz).date(),
+        last_day=(around + ALTERNATIVES_AFTER).astimezone(tz).date(),
+        now=now,
+        ignore=ignore,
+    )
+    return nearest(slots, around, count)
+
+
+def _taken(exc: DBAPIError) -> bool:
+    """Tell whether a database error means another booking got the time first."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in _CONFLICT_SQLSTATES or _SQLITE_OVERLAP_MESSAGE in str(exc.orig)
+
+
+def _flush_claim(
+    session: Session,
+    claim: Callable[[], None],
+    *,
+    clinic: Clinic,
+    treatment: Treatment,
+    practitioner: Practitioner | None,
+    start: datetime,
+    now: datetime,
+    ignore: Booking | None = None,
+) -> None:
+    """Apply ``claim`` (a booking taking ``start``) and flush it in a savepoint.
+
+    A lost race becomes :class:`SlotUnavailable`, and the savepoint's rollback returns the
+    booking to what the database holds, so the caller's transaction stays usable.
+    """
+    try:
+        with session.begin_nested():
+            claim()
+    except DBAPIError as exc:
+        if not _taken(exc):
+            raise
+        raise SlotUnavailable(
+            "Sorry, that time was just taken. These are the nearest free times.",
+            alternatives(
+                session,
+                clinic=clinic,
+                treatment=treatment,
+                practitioner=practitioner,
+                around=start,
+                now=now,
+                ignore=ignore,
+            ),
+        ) from exc
+
+
+def find_or_create_patient(session: Session, details: PatientDetails) -> Patient:
+    """Return the patient with this email address, creating them on their first booking.
+
+    An existing patient's name and phone are not overwritten from a public form; staff can
+    correct them.
+    """
+    email = details.email.strip().lower()
+    query = select(Patient).where(func.lower(Patient.email) == email)
+    patient = session.scalars(query).first()
+    if patient is not None:
+        if not patient.phone and details.phone:
+            patient.phone = details.phone
+        return patient
+    patient = Patient(name=details.name.strip(), email=email, phone=details.phone.strip())
+    try:
+        with session.begin_nested():
+            session.add(patient)
+    except IntegrityError:
+        # The same person booking twice at once: the other request created them.
+        patient = session.scalars(query).one()
+    return patient
+
+
+def book_session(
+    session: Session,
+    *,
+    clinic: Clinic,
+    treatment: Treatment,
+    practitioner: Practitioner | None,
+    start: datetime,
+    patient: PatientDetails,
+    notes: str = "",
+    now: datetime,
+    uid_host: str,
+) -> Booking:
+    """Book ``treatment`` at ``start`` with ``practitioner`` (``None``: anyone free).
+
+    Raises :class:`BookingError` when the request breaks a rule and :class:`SlotUnavailable`
+    when the time is not free, including when another booking wins a race for it.
+    """
+    if not treatment.active:
+        raise BookingError("That treatment is no longer offered.", field="service")
+    if practitioner is not None and treatment not in practitioner.treatments:
+        raise BookingError(
+            f"{practitioner.name} does not give {treatment.name}.", field="practitioner"
+        )
+    slot = _pick_slot(
+        session,
+        clinic=clinic,
+        treatment=treatment,
+        practitioner=practitioner,
+        start=start,
+        now=now,
+    )
+    booking = Booking(
+        treatment=treatment,
+        practitioner=session.get_one(Practitioner, slot.practitioner_id),
+        room=session.get_one(Room, slot.room_id),
+        patient=find_or_create_patient(session, patient),
+        start_at=slot.start,
+        end_at=slot.end,
+        blocked_until=slot.end + timedelta(minutes=treatment.buffer_minutes),
+        status=BookingStatus.CONFIRMED,
+        manage_token=secrets.token_urlsafe(32),
+        notes=notes.strip(),
+        calendar_uid=f"booking-{uuid.uuid4()}@{uid_host}",
+        sequence=0,
+        created_at=now,
+        updated_at=now,
+    )
+    _flush_claim(
+        session,
+        lambda: session.add(booking),
+        clinic=clinic,
+        treatment=treatment,
+        practitioner=practitioner,
+        start=start,
+        now=now,
+    )
+    return booking
+
+
+def _check_changeable(booking: Booking, now: datetime) -> None:
+    if not booking.is_live or booking.status != BookingStatus.CONFIRMED:
+        raise BookingError(f"This booking is {booking.status.value.replace('_', ' ')}.")
+    if booking.start_at <= now:
+        raise BookingError("This visit has already started; please call the clinic to change it.")
+
+
+def reschedule_booking(
+    session: Session, *, clinic: Clinic, booking: Booking, start: datetime, now: datetime
+) -> Booking:
+    """Move ``booking`` to ``start`` with the same practitioner, keeping its identity."""
+    _check_changeable(booking, now)
+    if start == booking.start_at:
+        raise BookingError("The booking is already at that time.", field="start")
+    slot = _pick_slot(
+        session,
+        clinic=clinic,
+        treatment=booking.treatment,
+        practitioner=booking.practitioner,
+        start=start,
+        now=now,
+        ignore=booking,
+    )
+    room = session.get_one(Room, slot.room_id)
+
+    def move() -> None:
+        booking.start_at = slot.start
+        booking.end_at = slot.end
+        booking.blocked_until = slot.end + timedelta(minutes=booking.treatment.buffer_minutes)
+        booking.room = room
+        booking.sequence += 1
+        booking.updated_at = now
+
+    _flush_claim(
+        session,
+        move,
+        clinic=clinic,
+        treatment=booking.treatment,
+        practitioner=booking.practitioner,
+        start=start,
+        now=now,
+        ignore=booking,
+    )
+    return booking
+
+
+def is_late_cancellation(clinic: Clinic, booking: Booking, now: datetime) -> bool:
+    """Tell whether cancelling now falls inside the clinic's late-cancellation window."""
+    return booking.start_at - now < timedelta(hours=clinic.late_cancel_hours)
+
+
+def cancel_booking(
+    session: Session, *, clinic: Clinic, booking: Booking, reason: str = "", now: datetime
+) -> Booking:
+    """Cancel ``booking``, freeing its time; inside the late window it is recorded as late."""
+    _check_changeable(booking, now)
+    booking.status = BookingStatus.CANCELLED
+    booking.cancelled_at = now
+    booking.cancellation_reason = reason.strip()
+    booking.late_cancellation = is_late_cancellation(clinic, booking, now)
+    booking.sequence += 1
+    booking.updated_at = now
+    session.flush()
+    return booking

@@ -1,0 +1,360 @@
+"""The patient's pages: pick a time, give details, then manage the booking from its link."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from itertools import groupby
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from scheduler.booking.availability import Slot
+from scheduler.booking.forms import BookingForm, CancelForm, RescheduleForm
+from scheduler.booking.models import Booking
+from scheduler.booking.operations import (
+    BookingError,
+    PatientDetails,
+    SlotUnavailable,
+    book_session,
+    cancel_booking,
+    find_slots,
+    is_late_cancellation,
+    reschedule_booking,
+)
+from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.clinic.preparation import FIRST_VISIT, PREPARATION
+from scheduler.extensions import db
+from scheduler.timeutil import parse_iso_datetime
+from scheduler.web import clinic_or_503, now, uid_host
+
+blueprint = Blueprint("booking", __name__)
+
+DAYS_PER_PAGE = 7
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A treatment and a practitioner (``None``: anyone) read from the query string."""
+
+    treatment: Treatment | None
+    practitioner: Practitioner | None
+    errors: Mapping[str, str]
+
+
+def _read_id(args: Mapping[str, str], name: str) -> int | None:
+    raw = args.get(name, "").strip()
+    if not raw or raw == "any":
+        return None
+    return int(raw) if raw.isdigit() and len(raw) < 10 else -1
+
+
+def read_choice(args: Mapping[str, str]) -> Choice:
+    """Read ``service`` and ``practitioner`` from query arguments, explaining what is wrong."""
+    errors: dict[str, str] = {}
+    treatment = practitioner = None
+    service_id = _read_id(args, "service")
+    if service_id is None:
+        errors["service"] = "Please choose a treatment."
+    else:
+        treatment = db.session.get(Treatment, service_id) if service_id > 0 else None
+        if treatment is None or not treatment.active:
+            errors["service"] = "That treatment is not offered; please choose one from the list."
+            treatment = None
+    practitioner_id = _read_id(args, "practitioner")
+    if practitioner_id is not None:
+        practitioner = (
+            db.session.get(Practitioner, practitioner_id) if practitioner_id > 0 else None
+        )
+        if practitioner is None or not practitioner.active:
+            errors["practitioner"] = "That practitioner is not available; please choose another."
+            practitioner = None
+        elif treatment is not None and treatment not in practitioner.treatments:
+            errors["practitioner"] = f"{practitioner.name} does not give {treatment.name}."
+    return Choice(treatment, practitioner, errors)
+
+
+def read_start(raw: str | None) -> datetime | None:
+    """Parse the ``start`` argument; a ``+`` that arrived as a space is put back."""
+    if not raw:
+        return None
+    try:
+        return parse_iso_datetime(raw.replace(" ", "+"))
+    except ValueError:
+        return None
+
+
+def _first_day(clinic: Clinic, raw: str | None) -> date:
+    today = now().astimezone(clinic.tz).date()
+    try:
+        first = date.fromisoformat(raw) if raw else today
+    except ValueError:
+        first = today
+    last_bookable = today + timedelta(days=clinic.horizon_days)
+    return min(max(first, today), last_bookable)
+
+
+def _days_of_slots(clinic: Clinic, first: date, slots: list[Slot]) -> list[tuple[date, list[Slot]]]:
+    by_day = {
+        day: list(day_slots)
+        for day, day_slots in groupby(slots, key=lambda s: s.start.astimezone(clinic.tz).date())
+    }
+    return [
+        (first + timedelta(days=offset), by_day.get(first + timedelta(days=offset), []))
+        for offset in range(DAYS_PER_PAGE)
+    ]
+
+
+def _picker(
+    clinic: Clinic,
+    treatment: Treatment,
+    practitioner: Practitioner | None,
+    raw_from: str | None,
+    ignore: Booking | None = None,
+) -> dict[str, object]:
+    """Gather a week of free slots and the navigation around it, for the picker template."""
+    first = _first_day(clinic, raw_from)
+    last = first + timedelta(days=DAYS_PER_PAGE - 1)
+    slots = find_slots(
+        db.session(),
+        clinic=clinic,
+        treatment=treatment,
+        practitioner=practitioner,
+        first_day=first,
+        last_day=last,
+        now=now(),
+        ignore=ignore,
+    )
+    today = now().astimezone(clinic.tz).date()
+    previous = first - timedelta(days=DAYS_PER_PAGE)
+    following = first + timedelta(days=DAYS_PER_PAGE)
+    return {
+        "days": _days_of_slots(clinic, first, slots),
+        "previous_from": max(previous, today).isoformat() if first > today else None,
+        "next_from": following.isoformat()
+        if following <= today + timedelta(days=clinic.horizon_days)
+        else None,
+        "has_slots": bool(slots),
+    }
+
+
+@blueprint.get("/book")
+def choose() -> ResponseReturnValue:
+    """Choose a treatment and practitioner, then a free time from a week of days."""
+    clinic = clinic_or_503()
+    treatments = db.session.scalars(
+        select(Treatment).where(Treatment.active.is_(True)).order_by(Treatment.position)
+    ).all()
+    practitioners = db.session.scalars(
+        select(Practitioner).where(Practitioner.active.is_(True)).order_by(Practitioner.id)
+    ).all()
+    choice = read_choice(request.args)
+    asked = "service" in request.args
+    context: dict[str, object] = {
+        "clinic": clinic,
+        "treatments": treatments,
+        "practitioners": practitioners,
+        "choice": choice,
+        "errors": choice.errors if asked else {},
+    }
+    if choice.treatment is not None and not choice.errors:
+        context.update(
+            _picker(clinic, choice.treatment, choice.practitioner, request.args.get("from"))
+        )
+    status = 400 if asked and choice.errors else 200
+    return render_template("booking/choose.html", **context), status
+
+
+@blueprint.route("/book/confirm", methods=["GET", "POST"])
+def confirm() -> ResponseReturnValue:
+    """Show the chosen time and ask for the patient's details; ``POST`` books it."""
+    clinic = clinic_or_503()
+    choice = read_choice(request.args)
+    start = read_start(request.args.get("start"))
+    if choice.errors or choice.treatment is None or start is None:
+        message = (
+            next(iter(choice.errors.values()), None)
+            or "Please choose a time from the list of free times."
+        )
+        return render_template("booking/invalid.html", clinic=clinic, message=message), 400
+    treatment = choice.treatment
+    form = BookingForm()
+    alternatives: list[Slot] = []
+    status = 200
+    if form.validate_on_submit():
+        try:
+            booking = book_session(
+                db.session(),
+                clinic=clinic,
+                treatment=treatment,
+                practitioner=choice.practitioner,
+                start=start,
+                patient=PatientDetails(form.full_name.data, form.email.data, form.phone.data or ""),
+                notes=form.notes.data or "",
+                now=now(),
+                uid_host=uid_host(),
+            )
+        except SlotUnavailable as exc:
+            db.session.rollback()
+            form.form_errors.append(exc.message)
+            alternatives, status = exc.alternatives, 409
+        except BookingError as exc:
+            db.session.rollback()
+            form.form_errors.append(exc.message)
+            status = 422
+        else:
+            db.session.commit()
+            flash("Your session is booked. We look forward to seeing you.", "success")
+            return redirect(url_for("booking.manage", token=booking.manage_token), 303)
+    elif request.method == "POST":
+        status = 422
+    return (
+        render_template(
+            "booking/confirm.html",
+            clinic=clinic,
+            treatment=treatment,
+            practitioner=choice.practitioner,
+            start=start,
+            end=start + timedelta(minutes=treatment.duration_minutes),
+            form=form,
+            alternatives=alternatives,
+        ),
+        status,
+    )
+
+
+def _booking_or_404(token: str) -> Booking:
+    booking = db.session.scalars(select(Booking).where(Booking.manage_token == token)).first()
+    if booking is None:
+        abort(404)
+    return booking
+
+
+@blueprint.get("/b/<token>")
+def manage(token: str) -> ResponseReturnValue:
+    """Show a booking with its checklist and the ways to change it."""
+    clinic = clinic_or_503()
+    booking = _booking_or_404(token)
+    checklist = (FIRST_VISIT if booking.treatment.first_visit else ()) + PREPARATION
+    return render_template(
+        "booking/manage.html",
+        clinic=clinic,
+        booking=booking,
+        checklist=checklist,
+        changeable=booking.status == "confirmed" and booking.start_at > now(),
+    )
+
+
+@blueprint.get("/b/<token>.ics")
+def ics(token: str) -> Response:
+    """Download the booking as a calendar file."""
+    from scheduler.calendars.export import booking_calendar
+
+    clinic = clinic_or_503()
+    booking = _booking_or_404(token)
+    body = booking_calendar(clinic, booking, now=now())
+    return Response(
+        body,
+        mimetype="text/calendar",
+        headers={"Content-Disposition": 'attachment; filename="acupuncture.ics"'},
+    )
+
+
+@blueprint.route("/b/<token>/reschedule", methods=["GET", "POST"])
+def reschedule(token: str) -> ResponseReturnValue:
+    """Pick a new time with the same practitioner, confirm it, and move the booking."""
+    clinic = clinic_or_503()
+    booking = _booking_or_404(token)
+    form = RescheduleForm()
+    raw_start = form.start.data if request.method == "POST" else request.args.get("start")
+    start = read_start(raw_start)
+    status = 200
+    alternatives: list[Slot] = []
+    if form.validate_on_submit():
+        if start is None:
+            form.form_errors.append("Please choose a new time from the list.")
+            status = 422
+        else:
+            try:
+                reschedule_booking(
+                    db.session(), clinic=clinic, booking=booking, start=start, now=now()
+                )
+            except SlotUnavailable as exc:
+                db.session.rollback()
+                form.form_errors.append(exc.message)
+                alternatives, status = exc.alternatives, 409
+            except BookingError as exc:
+                db.session.rollback()
+                form.form_errors.append(exc.message)
+                status = 422
+            else:
+                db.session.commit()
+                flash("Your booking has been moved.", "success")
+                return redirect(url_for("booking.manage", token=token), 303)
+    elif request.method == "POST":
+        status = 422
+    context: dict[str, object] = {
+        "clinic": clinic,
+        "booking": booking,
+        "form": form,
+        "start": start,
+        "alternatives": alternatives,
+        "changeable": booking.status == "confirmed" and booking.start_at > now(),
+    }
+    if start is None or status != 200:
+        context.update(
+            _picker(
+                clinic,
+                booking.treatment,
+                booking.practitioner,
+                request.args.get("from"),
+                ignore=booking,
+            )
+        )
+    if start is not None:
+        form.start.data = start.isoformat()
+    return render_template("booking/reschedule.html", **context), status
+
+
+@blueprint.route("/b/<token>/cancel", methods=["GET", "POST"])
+def cancel(token: str) -> ResponseReturnValue:
+    """Ask for confirmation, then cancel; late cancellations are said to be late."""
+    clinic = clinic_or_503()
+    booking = _booking_or_404(token)
+    form = CancelForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            cancel_booking(
+                db.session(), clinic=clinic, booking=booking, reason=form.reason.data, now=now()
+            )
+        except BookingError as exc:
+            db.session.rollback()
+            form.form_errors.append(exc.message)
+            status = 422
+        else:
+            db.session.commit()
+            if booking.late_cancellation:
+                flash(
+                    f"Your booking is cancelled. As it was less than {clinic.late_cancel_hours} "
+                    "hours before the visit, it is recorded as a late cancellation.",
+                    "warning",
+                )
+            else:
+                flash("Your booking is cancelled.", "success")
+            return redirect(url_for("booking.manage", token=token), 303)
+    elif request.method == "POST":
+        status = 422
+    return (
+        render_template(
+            "booking/cancel.html",
+            clinic=clinic,
+            booking=booking,
+            form=form,
+            late=is_late_cancellation(clinic, booking, now()),
+            changeable=booking.status == "confirmed" and booking.start_at > now(),
+        ),
+        status,
+    )

@@ -1,0 +1,158 @@
+"""The clinic and what it offers: practitioners, rooms, treatments, working hours, time off."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    Time,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from scheduler.db import Base, UTCDateTime
+from scheduler.timeutil import zone
+
+practitioner_treatments = Table(
+    "practitioner_treatments",
+    Base.metadata,
+    Column(
+        "practitioner_id",
+        ForeignKey("practitioners.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("treatment_id", ForeignKey("treatments.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Clinic(Base):
+    """The clinic this installation serves, with its booking rules."""
+
+    __tablename__ = "clinics"
+    __table_args__ = (
+        CheckConstraint("slot_step_minutes BETWEEN 5 AND 240", name="slot_step_range"),
+        CheckConstraint("min_notice_minutes >= 0", name="min_notice_not_negative"),
+        CheckConstraint("horizon_days BETWEEN 1 AND 730", name="horizon_range"),
+        CheckConstraint("late_cancel_hours >= 0", name="late_cancel_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(500), default="")
+    phone: Mapped[str] = mapped_column(String(50), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/London")
+    slot_step_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    min_notice_minutes: Mapped[int] = mapped_column(Integer, default=12 * 60)
+    horizon_days: Mapped[int] = mapped_column(Integer, default=60)
+    late_cancel_hours: Mapped[int] = mapped_column(Integer, default=24)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The clinic's time zone."""
+        return zone(self.timezone)
+
+    @classmethod
+    def get(cls, session: Session) -> Clinic | None:
+        """Return the clinic, or ``None`` before the database is set up."""
+        return session.scalars(select(cls).order_by(cls.id).limit(1)).first()
+
+
+class Treatment(Base):
+    """Something a patient can book: how long it takes and what it needs after."""
+
+    __tablename__ = "treatments"
+    __table_args__ = (
+        CheckConstraint("duration_minutes BETWEEN 5 AND 480", name="duration_range"),
+        CheckConstraint("buffer_minutes BETWEEN 0 AND 240", name="buffer_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    buffer_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    first_visit: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    practitioners: Mapped[list[Practitioner]] = relationship(
+        secondary=practitioner_treatments, back_populates="treatments"
+    )
+
+
+class Practitioner(Base):
+    """An acupuncturist who treats patients."""
+
+    __tablename__ = "practitioners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    credentials: Mapped[str] = mapped_column(String(300), default="")
+    licence: Mapped[str] = mapped_column(String(300), default="")
+    bio: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    treatments: Mapped[list[Treatment]] = relationship(
+        secondary=practitioner_treatments, back_populates="practitioners"
+    )
+    working_hours: Mapped[list[WorkingHours]] = relationship(
+        back_populates="practitioner",
+        cascade="all, delete-orphan",
+        order_by="(WorkingHours.weekday, WorkingHours.start_time)",
+    )
+
+
+class Room(Base):
+    """A treatment room; each session needs one for its whole length and buffer."""
+
+    __tablename__ = "rooms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class WorkingHours(Base):
+    """One interval of a practitioner's weekly hours, in the clinic's wall-clock time."""
+
+    __tablename__ = "working_hours"
+    __table_args__ = (
+        CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday_range"),
+        CheckConstraint("end_time > start_time", name="ends_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    practitioner_id: Mapped[int] = mapped_column(
+        ForeignKey("practitioners.id", ondelete="CASCADE"), index=True
+    )
+    weekday: Mapped[int] = mapped_column(Integer)  # Monday is 0, as in date.weekday()
+    start_time: Mapped[time] = mapped_column(Time)
+    end_time: Mapped[time] = mapped_column(Time)
+
+    practitioner: Mapped[Practitioner] = relationship(back_populates="working_hours")
+
+
+class TimeOff(Base):
+    """A stretch when a practitioner does not work (holiday, training, illness)."""
+
+    __tablename__ = "time_off"
+    __table_args__ = (CheckConstraint("end_at > start_at", name="ends_after_start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    practitioner_id: Mapped[int] = mapped_column(
+        ForeignKey("practitioners.id", ondelete="CASCADE"), index=True
+    )
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(200), default="")

@@ -1,0 +1,70 @@
+"""Settings from the environment (or a ``.env`` file), with defaults for a laptop."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+
+def database_url(raw: str | None, instance_path: str) -> str:
+    """Return the SQLAlchemy URL for ``DATABASE_URL``, defaulting to SQLite in ``instance/``.
+
+    Plain ``postgres://`` and ``postgresql://`` URLs, as hosting providers hand them out, are
+    pointed at the psycopg 3 driver the project installs.
+    """
+    if not raw:
+        return "sqlite:///" + str(Path(instance_path) / "scheduler.db")
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    return raw
+
+
+def secret_key(instance_path: str) -> str:
+    """Return ``SECRET_KEY``, or a random key kept in ``instance/secret_key`` for laptops."""
+    configured = os.environ.get("SECRET_KEY")
+    if configured:
+        return configured
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in {"0", "false", "no", "off", ""}
+
+
+def from_environment(instance_path: str) -> dict[str, Any]:
+    """Build the app's settings from the environment."""
+    url = database_url(os.environ.get("DATABASE_URL"), instance_path)
+    engine_options: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        engine_options = {"pool_pre_ping": True}
+    base_url = os.environ.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    return {
+        "SECRET_KEY": secret_key(instance_path),
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "BASE_URL": base_url,
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "clinic@localhost"),
+        "SMTP_URL": os.environ.get("SMTP_URL", ""),
+        "RATELIMIT_ENABLED": _flag("RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # A patient may leave the details form open for a while: the CSRF token lasts as long
+        # as the browser session instead of an hour.
+        "WTF_CSRF_TIME_LIMIT": None,
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": base_url.startswith("https://"),
+    }

@@ -1,0 +1,55 @@
+"""Error pages and JSON errors: a message that says what to do, never a traceback."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from scheduler.extensions import db
+
+MESSAGES = {
+    400: "The request was not understood. Please go back and try again.",
+    404: "There is nothing here. The link may be mistyped or out of date.",
+    405: "That action is not possible on this page.",
+    413: "What was sent is too large.",
+    503: "The clinic's scheduler is not ready yet.",
+}
+
+
+def wants_json() -> bool:
+    """Tell whether the request came to the JSON API."""
+    return request.path.startswith("/api/")
+
+
+def error_response(status: int, message: str) -> ResponseReturnValue:
+    """Return ``message`` as a JSON error under ``/api/`` and as a page elsewhere."""
+    if wants_json():
+        return jsonify(error=message, fields={}), status
+    return render_template("errors/error.html", status=status, message=message), status
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers on ``app``."""
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError) -> ResponseReturnValue:
+        return error_response(
+            400,
+            "This form has expired or was not sent from this site. "
+            "Please reload the page and send it again.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> ResponseReturnValue:
+        status = error.code or 500
+        description = error.description if status in (503,) or wants_json() else None
+        return error_response(status, description or MESSAGES.get(status, error.name))
+
+    @app.errorhandler(InternalServerError)
+    def server_error(error: InternalServerError) -> ResponseReturnValue:
+        db.session.rollback()
+        return error_response(
+            500, "Something went wrong on our side and nothing was changed. Please try again."
+        )

@@ -1,0 +1,29 @@
+"""Every model, imported in one place for the metadata and Alembic."""
+
+from scheduler.booking.models import Booking, BookingStatus
+from scheduler.clinic.models import (
+    Clinic,
+    Practitioner,
+    Room,
+    TimeOff,
+    Treatment,
+    WorkingHours,
+    practitioner_treatments,
+)
+from scheduler.patients.models import Patient
+from scheduler.staff.models import Role, User
+
+__all__ = [
+    "Booking",
+    "BookingStatus",
+    "Clinic",
+    "Patient",
+    "Practitioner",
+    "Role",
+    "Room",
+    "TimeOff",
+    "Treatment",
+    "User",
+    "WorkingHours",
+    "practitioner_treatments",
+]

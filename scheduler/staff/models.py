@@ -1,0 +1,53 @@
+"""Staff accounts: who may log in to the staff area, and in which role."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from scheduler.db import Base, UTCDateTime, utcnow
+
+
+class Role(enum.StrEnum):
+    """What a staff member may do."""
+
+    ADMIN = "admin"
+    RECEPTION = "reception"
+    PRACTITIONER = "practitioner"
+
+
+class User(Base):
+    """A staff member who logs in; a practitioner's account points at their practitioner."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(
+        Enum(
+            Role,
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=lambda roles: [r.value for r in roles],
+            name="user_role",
+        )
+    )
+    practitioner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("practitioners.id", ondelete="SET NULL"), nullable=True
+    )
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        """Store a salted scrypt hash of ``password``."""
+        self.password_hash = generate_password_hash(password, method="scrypt")
+
+    def check_password(self, password: str) -> bool:
+        """Tell whether ``password`` is this user's."""
+        return check_password_hash(self.password_hash, password)

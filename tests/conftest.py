@@ -1,0 +1,315 @@
+"""Fixtures: an app on a migrated database (SQLite, or PostgreSQL via TEST_DATABASE_URL),
+a fixed clock, factories for clinic data, and a clean database for every test."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from scheduler import create_app
+from scheduler.booking.models import Booking
+from scheduler.booking.operations import PatientDetails, book_session
+from scheduler.clinic.models import Clinic, Practitioner, Room, TimeOff, Treatment, WorkingHours
+from scheduler.config import database_url
+from scheduler.extensions import db
+
+# Monday 23 November 2026, 08:00 in London (GMT, so also UTC).
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock the tests set; the app reads it wherever it needs "now"."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def reset_schema(url: str) -> None:
+    """Empty the test database completely, so migrations start from nothing."""
+    if url.startswith("postgresql"):
+        from sqlalchemy import create_engine
+
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def test_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The database the suite runs on: TEST_DATABASE_URL, or a fresh SQLite file."""
+    raw = os.environ.get("TEST_DATABASE_URL")
+    if raw:
+        return database_url(raw, "")
+    return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.db")
+
+
+@pytest.fixture(scope="session")
+def clock() -> Clock:
+    """The app's clock (reset to ``NOW`` before each test by ``_clean``)."""
+    return Clock()
+
+
+@pytest.fixture(scope="session")
+def app(test_database_url: str, clock: Clock) -> Iterator[Flask]:
+    """The app, on a database migrated from empty by the project's migrations."""
+    reset_schema(test_database_url)
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": test_database_url,
+            "SECRET_KEY": "test-secret",
+            "BASE_URL": "https://clinic.test",
+            "CLOCK": clock,
+        }
+    )
+    with app.app_context():
+        upgrade()
+        db.session.remove()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _clean(request: pytest.FixtureRequest, clock: Clock) -> Iterator[None]:
+    """Reset the clock, and after the test delete every row it wrote."""
+    clock.now = NOW
+    yield
+    if "app" not in request.fixturenames:
+        return
+    app: Flask = request.getfixturevalue("app")
+    with app.app_context():
+        db.session.remove()
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    connection.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    """A database session inside an app context."""
+    with app.app_context():
+        yield db.session()
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client (CSRF protection on, as in production)."""
+    return app.test_client()
+
+
+WEEKDAY_HOURS = ((time(9), time(13)), (time(14), time(18)))
+
+
+@pytest.fixture
+def make_clinic(session: Session) -> Callable[..., Clinic]:
+    """Create the clinic: London, 15-minute steps, 12 h notice, 60 days, 24 h late window."""
+
+    def make(**params: Any) -> Clinic:
+        values: dict[str, Any] = {
+            "name": "Test Acupuncture",
+            "address": "1 High Street, Cambridge",
+            "phone": "+44 1223 000000",
+            "email": "clinic@clinic.test",
+            "timezone": "Europe/London",
+            "slot_step_minutes": 15,
+            "min_notice_minutes": 12 * 60,
+            "horizon_days": 60,
+            "late_cancel_hours": 24,
+        }
+        values.update(params)
+        clinic = Clinic(**values)
+        session.add(clinic)
+        session.commit()
+        return clinic
+
+    return make
+
+
+@pytest.fixture
+def make_treatment(session: Session) -> Callable[..., Treatment]:
+    """Create a treatment (60 minutes with a 15-minute buffer unless told otherwise)."""
+
+    def make(**params: Any) -> Treatment:
+        values: dict[str, Any] = {
+            "name": "Follow-up treatment",
+            "duration_minutes": 60,
+            "buffer_minutes": 15,
+        }
+        values.update(params)
+        treatment = Treatment(**values)
+        session.add(treatment)
+        session.commit()
+        return treatment
+
+    return make
+
+
+@pytest.fixture
+def make_room(session: Session) -> Callable[..., Room]:
+    """Create a room."""
+
+    def make(name: str = "Room", **params: Any) -> Room:
+        room = Room(name=name, **params)
+        session.add(room)
+        session.commit()
+        return room
+
+    return make
+
+
+@pytest.fixture
+def make_practitioner(session: Session) -> Callable[..., Practitioner]:
+    """Create a practitioner working Monday–Saturday 9–13 and 14–18 unless told otherwise."""
+    counter = iter(range(1, 1000))
+
+    def make(
+        *,
+        treatments: list[Treatment],
+        hours: dict[int, tuple[tuple[time, time], ...]] | None = None,
+        **params: Any,
+    ) -> Practitioner:
+        number = next(counter)
+        values: dict[str, Any] = {
+            "name": f"Practitioner {number}",
+            "email": f"practitioner{number}@clinic.test",
+            "credentials": "BSc (Hons) Acupuncture",
+            "licence": "MBAcC",
+        }
+        values.update(params)
+        practitioner = Practitioner(**values, treatments=list(treatments))
+        weekly = hours if hours is not None else {day: WEEKDAY_HOURS for day in range(6)}
+        for weekday, intervals in weekly.items():
+            for start, end in intervals:
+                practitioner.working_hours.append(
+                    WorkingHours(weekday=weekday, start_time=start, end_time=end)
+                )
+        session.add(practitioner)
+        session.commit()
+        return practitioner
+
+    return make
+
+
+@pytest.fixture
+def make_time_off(session: Session) -> Callable[..., TimeOff]:
+    """Create time off for a practitioner."""
+
+    def make(practitioner: Practitioner, start: datetime, end: datetime) -> TimeOff:
+        off = TimeOff(practitioner_id=practitioner.id, start_at=start, end_at=end)
+        session.add(off)
+        session.commit()
+        return off
+
+    return make
+
+
+class Setup:
+    """A small clinic: two practitioners, two rooms, a first visit and a follow-up."""
+
+    def __init__(self, **items: Any) -> None:
+        self.__dict__.update(items)
+
+    clinic: Clinic
+    initial: Treatment
+    follow_up: Treatment
+    mei: Practitioner
+    james: Practitioner
+    rooms: list[Room]
+
+
+@pytest.fixture
+def setup(
+    make_clinic: Callable[..., Clinic],
+    make_treatment: Callable[..., Treatment],
+    make_room: Callable[..., Room],
+    make_practitioner: Callable[..., Practitioner],
+) -> Setup:
+    """The small clinic most tests book in."""
+    clinic = make_clinic()
+    initial = make_treatment(
+        name="Initial consultation", duration_minutes=90, buffer_minutes=15, first_visit=True
+    )
+    follow_up = make_treatment(name="Follow-up treatment", duration_minutes=60, buffer_minutes=15)
+    rooms = [make_room("Garden room"), make_room("Courtyard room")]
+    mei = make_practitioner(name="Mei Lin", treatments=[initial, follow_up])
+    james = make_practitioner(name="James Okafor", treatments=[initial, follow_up])
+    return Setup(
+        clinic=clinic, initial=initial, follow_up=follow_up, mei=mei, james=james, rooms=rooms
+    )
+
+
+@pytest.fixture
+def book(session: Session, setup: Setup, clock: Clock) -> Callable[..., Booking]:
+    """Book through the real operation and commit: ``book(start, practitioner=…, …)``."""
+    counter = iter(range(1, 10_000))
+
+    def make(
+        start: datetime,
+        *,
+        practitioner: Practitioner | None = None,
+        treatment: Treatment | None = None,
+        email: str | None = None,
+    ) -> Booking:
+        number = next(counter)
+        booking = book_session(
+            session,
+            clinic=setup.clinic,
+            treatment=treatment or setup.follow_up,
+            practitioner=practitioner,
+            start=start,
+            patient=PatientDetails(
+                f"Patient {number}", email or f"patient{number}@example.org", "+44 7700 900000"
+            ),
+            now=clock(),
+            uid_host="clinic.test",
+        )
+        session.commit()
+        return booking
+
+    return make
+
+
+def london(day: str, hhmm: str) -> datetime:
+    """An aware datetime for a London wall time, e.g. ``london("2026-11-24", "10:00")``."""
+    from zoneinfo import ZoneInfo
+
+    hour, minute = (int(part) for part in hhmm.split(":"))
+    naive = datetime.fromisoformat(day).replace(hour=hour, minute=minute)
+    return naive.replace(tzinfo=ZoneInfo("Europe/London")).astimezone(UTC)
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token a rendered form carries."""
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)"', html
+    )
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+def later(days: int = 0, hours: int = 0) -> timedelta:
+    """A readable timedelta."""
+    return timedelta(days=days, hours=hours)
+
+
