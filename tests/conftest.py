@@ -75,6 +75,8 @@ def app(test_database_url: str, clock: Clock) -> Iterator[Flask]:
             "SECRET_KEY": "test-secret",
             "BASE_URL": "https://clinic.test",
             "CLOCK": clock,
+            # Room for the race tests' sixteen concurrent sessions.
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 20, "max_overflow": 10},
         }
     )
     with app.app_context():
@@ -198,7 +200,7 @@ def make_practitioner(session: Session) -> Callable[..., Practitioner]:
         }
         values.update(params)
         practitioner = Practitioner(**values, treatments=list(treatments))
-        weekly = hours if hours is not None else {day: WEEKDAY_HOURS for day in range(6)}
+        weekly = hours if hours is not None else dict.fromkeys(range(6), WEEKDAY_HOURS)
         for weekday, intervals in weekly.items():
             for start, end in intervals:
                 practitioner.working_hours.append(
@@ -311,5 +313,3 @@ def csrf_token(html: str) -> str:
 def later(days: int = 0, hours: int = 0) -> timedelta:
     """A readable timedelta."""
     return timedelta(days=days, hours=hours)
-
-

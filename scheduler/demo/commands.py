@@ -39,6 +39,7 @@ def seed(admin_password: str | None, bookings: int, if_empty: bool) -> None:
     try:
         begin_write(session)
         if Clinic.get(session) is not None:
+            session.rollback()
             if if_empty:
                 click.echo("The database already has a clinic; nothing to seed.")
                 return
@@ -49,6 +50,7 @@ def seed(admin_password: str | None, bookings: int, if_empty: bool) -> None:
         password = admin_password or secrets.token_urlsafe(12)
         clinic = seed_demo(session, admin_password=password)
         added = add_demo_bookings(session, clinic, bookings, now=current_app.config["CLOCK"]())
+        name = clinic.name
         session.commit()
     except SQLAlchemyError as exc:
         session.rollback()
@@ -56,7 +58,7 @@ def seed(admin_password: str | None, bookings: int, if_empty: bool) -> None:
             f"the database is not ready ({type(exc).__name__}); run `flask --app scheduler "
             "db upgrade` first"
         ) from exc
-    click.echo(f"Seeded {clinic.name} with {added} bookings.")
+    click.echo(f"Seeded {name} with {added} bookings.")
     if admin_password:
         click.echo(f"Staff login: {ADMIN_EMAIL} with the password you gave.")
     else:
