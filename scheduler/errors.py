@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from scheduler.extensions import db
@@ -46,6 +47,15 @@ def init_app(app: Flask) -> None:
         status = error.code or 500
         description = error.description if status in (503,) or wants_json() else None
         return error_response(status, description or MESSAGES.get(status, error.name))
+
+    @app.errorhandler(OperationalError)
+    def database_busy(error: OperationalError) -> ResponseReturnValue:
+        # The database is unreachable or, on SQLite, held by a writer past the busy timeout.
+        db.session.rollback()
+        app.logger.warning("database unavailable: %s", error)
+        return error_response(
+            503, "The booking system is busy right now and nothing was changed. Please try again."
+        )
 
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError) -> ResponseReturnValue:

@@ -209,7 +209,7 @@ def _check_rules(clinic: Clinic, start: datetime, now: datetime) -> None:
         )
 
 
-def _pick_slot(
+def pick_slot(
     session: Session,
     *,
     clinic: Clinic,
@@ -219,7 +219,7 @@ def _pick_slot(
     now: datetime,
     ignore: Booking | None = None,
 ) -> Slot:
-    """Return the free slot at ``start`` or raise with the nearest alternatives."""
+    """Return the free slot at ``start``, or raise why not (with the nearest alternatives)."""
     _check_rules(clinic, start, now)
     local_day = start.astimezone(clinic.tz).date()
     slots = find_slots(
@@ -363,7 +363,7 @@ def book_session(
         raise BookingError(
             f"{practitioner.name} does not give {treatment.name}.", field="practitioner"
         )
-    slot = _pick_slot(
+    slot = pick_slot(
         session,
         clinic=clinic,
         treatment=treatment,
@@ -399,8 +399,13 @@ def book_session(
     return booking
 
 
+def is_changeable(booking: Booking, now: datetime) -> bool:
+    """Tell whether the patient may still move or cancel ``booking`` themselves."""
+    return booking.status == BookingStatus.CONFIRMED and booking.start_at > now
+
+
 def _check_changeable(booking: Booking, now: datetime) -> None:
-    if not booking.is_live or booking.status != BookingStatus.CONFIRMED:
+    if booking.status != BookingStatus.CONFIRMED:
         raise BookingError(f"This booking is {booking.status.value.replace('_', ' ')}.")
     if booking.start_at <= now:
         raise BookingError("This visit has already started; please call the clinic to change it.")
@@ -413,7 +418,7 @@ def reschedule_booking(
     _check_changeable(booking, now)
     if start == booking.start_at:
         raise BookingError("The booking is already at that time.", field="start")
-    slot = _pick_slot(
+    slot = pick_slot(
         session,
         clinic=clinic,
         treatment=booking.treatment,

@@ -21,9 +21,12 @@ from scheduler.booking.operations import (
     book_session,
     cancel_booking,
     find_slots,
+    is_changeable,
     is_late_cancellation,
+    pick_slot,
     reschedule_booking,
 )
+from scheduler.calendars.export import booking_calendar
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.clinic.preparation import FIRST_VISIT, PREPARATION
 from scheduler.extensions import db
@@ -210,6 +213,23 @@ def confirm() -> ResponseReturnValue:
             return redirect(url_for("booking.manage", token=booking.manage_token), 303)
     elif request.method == "POST":
         status = 422
+    else:
+        # Say at once when the time has gone, before the patient types their details.
+        try:
+            pick_slot(
+                db.session(),
+                clinic=clinic,
+                treatment=treatment,
+                practitioner=choice.practitioner,
+                start=start,
+                now=now(),
+            )
+        except SlotUnavailable as exc:
+            form.form_errors.append(exc.message)
+            alternatives, status = exc.alternatives, 409
+        except BookingError as exc:
+            form.form_errors.append(exc.message)
+            status = 422
     return (
         render_template(
             "booking/confirm.html",
@@ -243,15 +263,13 @@ def manage(token: str) -> ResponseReturnValue:
         clinic=clinic,
         booking=booking,
         checklist=checklist,
-        changeable=booking.status == "confirmed" and booking.start_at > now(),
+        changeable=is_changeable(booking, now()),
     )
 
 
 @blueprint.get("/b/<token>.ics")
 def ics(token: str) -> Response:
     """Download the booking as a calendar file."""
-    from scheduler.calendars.export import booking_calendar
-
     clinic = clinic_or_503()
     booking = _booking_or_404(token)
     body = booking_calendar(clinic, booking, now=now())
@@ -301,7 +319,7 @@ def reschedule(token: str) -> ResponseReturnValue:
         "form": form,
         "start": start,
         "alternatives": alternatives,
-        "changeable": booking.status == "confirmed" and booking.start_at > now(),
+        "changeable": is_changeable(booking, now()),
     }
     if start is None or status != 200:
         context.update(
@@ -354,7 +372,7 @@ def cancel(token: str) -> ResponseReturnValue:
             booking=booking,
             form=form,
             late=is_late_cancellation(clinic, booking, now()),
-            changeable=booking.status == "confirmed" and booking.start_at > now(),
+            changeable=is_changeable(booking, now()),
         ),
         status,
     )
