@@ -43,12 +43,29 @@ def day_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetim
     )
 
 
-def parse_iso_datetime(text: str) -> datetime:
-    """Parse an ISO 8601 date-time that carries an offset (``Z`` allowed); raise ``ValueError``."""
-    value = datetime.fromisoformat(text.strip())
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def checked_instant(value: datetime) -> datetime:
+    """Return an aware ``value`` in UTC; raise ``ValueError`` if naive or absurdly far out.
+
+    The bounds keep date arithmetic (adding a session's length, a horizon) from overflowing.
+    """
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("the time needs an offset, for example 2026-11-24T10:00:00+00:00")
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the time is out of range") from exc
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("the time is out of range")
+    return value
+
+
+def parse_iso_datetime(text: str) -> datetime:
+    """Parse an ISO 8601 date-time that carries an offset (``Z`` allowed); raise ``ValueError``."""
+    return checked_instant(datetime.fromisoformat(text.strip()))
 
 
 def format_local(moment: datetime, tz: ZoneInfo, *, with_zone: bool = True) -> str:

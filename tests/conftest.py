@@ -108,10 +108,16 @@ def _clean(request: pytest.FixtureRequest, clock: Clock) -> Iterator[None]:
 
 @pytest.fixture
 def session(app: Flask) -> Iterator[Session]:
-    """A database session inside an app context."""
+    """The test's own database session.
+
+    It is not the app's ``db.session`` and pushes no app context, so every request and command
+    a test makes gets its own context and session, as it would in production.
+    """
     with app.app_context():
-        yield db.session()
-        db.session.remove()
+        engine = db.engine
+    own = Session(engine)
+    yield own
+    own.close()
 
 
 @pytest.fixture

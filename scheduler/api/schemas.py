@@ -6,6 +6,7 @@ from datetime import date
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -15,7 +16,10 @@ from pydantic import (
     ValidationError,
 )
 
+from scheduler.timeutil import checked_instant
+
 Id = Annotated[int, Field(strict=True, gt=0, lt=2**31)]
+Instant = Annotated[AwareDatetime, AfterValidator(checked_instant)]
 OneLine = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
@@ -41,7 +45,7 @@ class BookingIn(Strict):
 
     service: Id
     practitioner: Id | None = None
-    start: AwareDatetime
+    start: Instant
     patient: PatientIn
     notes: Annotated[
         str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")
@@ -51,7 +55,7 @@ class BookingIn(Strict):
 class RescheduleIn(Strict):
     """``POST /api/v1/bookings/TOKEN/reschedule``."""
 
-    start: AwareDatetime
+    start: Instant
 
 
 class CancelIn(Strict):

@@ -51,7 +51,8 @@ def _read_id(args: Mapping[str, str], name: str) -> int | None:
     raw = args.get(name, "").strip()
     if not raw or raw == "any":
         return None
-    return int(raw) if raw.isdigit() and len(raw) < 10 else -1
+    # isdigit() alone admits digits such as "²" that int() refuses.
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else -1
 
 
 def read_choice(args: Mapping[str, str]) -> Choice:
