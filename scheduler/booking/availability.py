@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from scheduler.timeutil import local_to_utc, wall_time_exists
@@ -140,23 +140,22 @@ def free_slots(
     slots: list[Slot] = []
     if not room_busy:
         return slots
+    days = [_DayClock(day, tz) for day in _days(first_day, last_day)]
     for diary in practitioners:
         busy = BusyTimes(diary.busy)
-        for day in _days(first_day, last_day):
-            for start_minute, end_minute in _day_intervals(diary.hours, day.weekday()):
-                interval_end = local_to_utc(day, _minute_time(end_minute), tz)
+        weekly = {weekday: _day_intervals(diary.hours, weekday) for weekday in range(7)}
+        for clock in days:
+            for start_minute, end_minute in weekly[clock.day.weekday()]:
+                interval_end = clock.instant(end_minute)
                 first_candidate = -(-start_minute // step_minutes) * step_minutes
                 for minute in range(first_candidate, end_minute, step_minutes):
-                    wall = _minute_time(minute)
-                    if not wall_time_exists(day, wall, tz):
+                    start = clock.existing_instant(minute)
+                    if start is None:  # skipped by a daylight-saving change
                         continue
-                    start = local_to_utc(day, wall, tz)
                     blocked_until = start + needed
-                    if blocked_until > interval_end:
+                    if blocked_until > interval_end or start > latest:
                         break
-                    if start < earliest or start > latest:
-                        continue
-                    if not busy.is_free(start, blocked_until):
+                    if start < earliest or not busy.is_free(start, blocked_until):
                         continue
                     room_id = next(
                         (rid for rid, times in room_busy if times.is_free(start, blocked_until)),
@@ -167,6 +166,38 @@ def free_slots(
     order = {diary.practitioner_id: index for index, diary in enumerate(practitioners)}
     slots.sort(key=lambda slot: (slot.start, order[slot.practitioner_id]))
     return slots
+
+
+class _DayClock:
+    """Turns minutes after local midnight on one day into UTC instants.
+
+    On the days without a daylight-saving change (all but about two a year) the offset is
+    fixed, so this is one addition; only on change days does it ask the zone for each time.
+    """
+
+    def __init__(self, day: date, tz: ZoneInfo) -> None:
+        self.day = day
+        self.tz = tz
+        midnight = datetime.combine(day, time(0), tzinfo=tz)
+        last = datetime.combine(day, time(23, 59, 59), tzinfo=tz)
+        offset = midnight.utcoffset()
+        self.base = (
+            datetime.combine(day, time(0), tzinfo=UTC) - offset
+            if offset is not None and offset == last.utcoffset()
+            else None
+        )
+
+    def instant(self, minute: int) -> datetime:
+        """Return the instant the wall clock shows ``minute`` minutes after midnight."""
+        if self.base is not None:
+            return self.base + timedelta(minutes=minute)
+        return local_to_utc(self.day, _minute_time(minute), self.tz)
+
+    def existing_instant(self, minute: int) -> datetime | None:
+        """Like :meth:`instant`, but ``None`` for a wall time the day skips."""
+        if self.base is None and not wall_time_exists(self.day, _minute_time(minute), self.tz):
+            return None
+        return self.instant(minute)
 
 
 def _minute_time(minute: int) -> time:
