@@ -16,7 +16,7 @@ from pydantic import (
     ValidationError,
 )
 
-from scheduler.timeutil import checked_instant
+from scheduler.timeutil import EARLIEST, LATEST, checked_instant
 
 Id = Annotated[int, Field(strict=True, gt=0, lt=2**31)]
 Instant = Annotated[AwareDatetime, AfterValidator(checked_instant)]
@@ -64,12 +64,21 @@ class CancelIn(Strict):
     reason: Annotated[OneLine, StringConstraints(max_length=500)] = ""
 
 
-class SlotQuery(Strict):
-    """``GET /api/v1/slots``."""
+def _checked_date(value: date) -> date:
+    if not EARLIEST.date() <= value < LATEST.date():
+        raise ValueError("the date is out of range")
+    return value
+
+
+Day = Annotated[date, AfterValidator(_checked_date)]
+
+
+class SlotQuery(BaseModel):
+    """``GET /api/v1/slots``; other query parameters (a cache buster, say) are ignored."""
 
     service: Annotated[int, Field(gt=0, lt=2**31)]
-    start: date
-    end: date
+    start: Day
+    end: Day
     practitioner: Annotated[int, Field(gt=0, lt=2**31)] | None = None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -58,9 +59,10 @@ def parse_body(model: type[Model], *, optional: bool = False) -> Model:
         return model()
     if not request.is_json:
         raise ApiError(415, "Send the body as JSON with Content-Type: application/json.")
-    payload = request.get_json(silent=True)
-    if payload is None:
-        raise ApiError(400, "The body is not valid JSON.")
+    try:
+        payload = json.loads(request.get_data())
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "The body is not valid JSON.") from exc
     if not isinstance(payload, dict):
         raise ApiError(422, "The body must be a JSON object.")
     try:
