@@ -9,6 +9,7 @@ from itertools import groupby
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from scheduler.booking.availability import Slot
@@ -144,6 +145,15 @@ def _picker(
     }
 
 
+def refuse(form: FlaskForm, error: BookingError) -> tuple[int, list[Slot]]:
+    """Undo the unit of work and show why on the form; return the status and alternatives."""
+    db.session.rollback()
+    form.form_errors.append(error.message)
+    if isinstance(error, SlotUnavailable):
+        return 409, error.alternatives
+    return 422, []
+
+
 @blueprint.get("/book")
 def choose() -> ResponseReturnValue:
     """Choose a treatment and practitioner, then a free time from a week of days."""
@@ -200,14 +210,8 @@ def confirm() -> ResponseReturnValue:
                 now=now(),
                 uid_host=uid_host(),
             )
-        except SlotUnavailable as exc:
-            db.session.rollback()
-            form.form_errors.append(exc.message)
-            alternatives, status = exc.alternatives, 409
         except BookingError as exc:
-            db.session.rollback()
-            form.form_errors.append(exc.message)
-            status = 422
+            status, alternatives = refuse(form, exc)
         else:
             db.session.commit()
             flash("Your session is booked. We look forward to seeing you.", "success")
@@ -225,12 +229,8 @@ def confirm() -> ResponseReturnValue:
                 start=start,
                 now=now(),
             )
-        except SlotUnavailable as exc:
-            form.form_errors.append(exc.message)
-            alternatives, status = exc.alternatives, 409
         except BookingError as exc:
-            form.form_errors.append(exc.message)
-            status = 422
+            status, alternatives = refuse(form, exc)
     return (
         render_template(
             "booking/confirm.html",
@@ -300,14 +300,8 @@ def reschedule(token: str) -> ResponseReturnValue:
                 reschedule_booking(
                     db.session(), clinic=clinic, booking=booking, start=start, now=now()
                 )
-            except SlotUnavailable as exc:
-                db.session.rollback()
-                form.form_errors.append(exc.message)
-                alternatives, status = exc.alternatives, 409
             except BookingError as exc:
-                db.session.rollback()
-                form.form_errors.append(exc.message)
-                status = 422
+                status, alternatives = refuse(form, exc)
             else:
                 db.session.commit()
                 flash("Your booking has been moved.", "success")
@@ -350,9 +344,7 @@ def cancel(token: str) -> ResponseReturnValue:
                 db.session(), clinic=clinic, booking=booking, reason=form.reason.data, now=now()
             )
         except BookingError as exc:
-            db.session.rollback()
-            form.form_errors.append(exc.message)
-            status = 422
+            status, _ = refuse(form, exc)
         else:
             db.session.commit()
             if booking.late_cancellation:
