@@ -83,10 +83,20 @@ class BusyTimes:
 
     def is_free(self, start: datetime, end: datetime) -> bool:
         """Tell whether nothing busy overlaps ``[start, end)``."""
+        return self.busy_until(start, end) is None
+
+    def busy_until(self, start: datetime, end: datetime) -> datetime | None:
+        """Return when the busy time overlapping ``[start, end)`` ends, or ``None`` if free.
+
+        Any stretch of the same length starting before that moment overlaps it too, so a
+        search can jump there.
+        """
         # Only the last interval starting before ``end`` can overlap: merged intervals are
         # disjoint and sorted, so their ends are sorted too.
         index = bisect.bisect_left(self._starts, end) - 1
-        return index < 0 or self._ends[index] <= start
+        if index < 0 or self._ends[index] <= start:
+            return None
+        return self._ends[index]
 
 
 def _day_intervals(hours: Sequence[WeeklyHours], weekday: int) -> list[tuple[int, int]]:
@@ -147,22 +157,35 @@ def free_slots(
         for clock in days:
             for start_minute, end_minute in weekly[clock.day.weekday()]:
                 interval_end = clock.instant(end_minute)
-                first_candidate = -(-start_minute // step_minutes) * step_minutes
-                for minute in range(first_candidate, end_minute, step_minutes):
+                minute = -(-start_minute // step_minutes) * step_minutes
+                while minute < end_minute:
                     start = clock.existing_instant(minute)
                     if start is None:  # skipped by a daylight-saving change
+                        minute += step_minutes
                         continue
                     blocked_until = start + needed
                     if blocked_until > interval_end or start > latest:
                         break
-                    if start < earliest or not busy.is_free(start, blocked_until):
+                    if start < earliest:
+                        minute = clock.step_at_or_after(earliest, minute, step_minutes)
                         continue
-                    room_id = next(
-                        (rid for rid, times in room_busy if times.is_free(start, blocked_until)),
-                        None,
-                    )
-                    if room_id is not None:
-                        slots.append(Slot(start, start + duration, diary.practitioner_id, room_id))
+                    free_at = busy.busy_until(start, blocked_until)
+                    if free_at is None:
+                        room_ends = []
+                        for room_id, times in room_busy:
+                            room_free_at = times.busy_until(start, blocked_until)
+                            if room_free_at is None:
+                                slots.append(
+                                    Slot(start, start + duration, diary.practitioner_id, room_id)
+                                )
+                                break
+                            room_ends.append(room_free_at)
+                        else:
+                            free_at = min(room_ends)
+                    if free_at is None:
+                        minute += step_minutes
+                    else:  # jump past what blocks this start
+                        minute = clock.step_at_or_after(free_at, minute, step_minutes)
     order = {diary.practitioner_id: index for index, diary in enumerate(practitioners)}
     slots.sort(key=lambda slot: (slot.start, order[slot.practitioner_id]))
     return slots
@@ -192,6 +215,14 @@ class _DayClock:
         if self.base is not None:
             return self.base + timedelta(minutes=minute)
         return local_to_utc(self.day, _minute_time(minute), self.tz)
+
+    def step_at_or_after(self, moment: datetime, minute: int, step: int) -> int:
+        """Return the first minute on the step, after ``minute``, whose instant is not before
+        ``moment``; on a change day simply the next step, to stay on the careful path."""
+        if self.base is None:
+            return minute + step
+        elapsed = -(-(moment - self.base) // timedelta(minutes=1))
+        return max(minute + step, -(-elapsed // step) * step)
 
     def existing_instant(self, minute: int) -> datetime | None:
         """Like :meth:`instant`, but ``None`` for a wall time the day skips."""
