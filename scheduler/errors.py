@@ -45,8 +45,10 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> ResponseReturnValue:
         status = error.code or 500
-        description = error.description if status in (503,) or wants_json() else None
-        return error_response(status, description or MESSAGES.get(status, error.name))
+        # A 503 carries what to do; JSON clients get werkzeug's description of any error.
+        described = status == 503 or wants_json()
+        message = error.description if described else MESSAGES.get(status, error.name)
+        return error_response(status, message or error.name)
 
     @app.errorhandler(OperationalError)
     def database_busy(error: OperationalError) -> ResponseReturnValue:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -324,7 +324,7 @@ def find_or_create_patient(session: Session, details: PatientDetails) -> Patient
     correct them.
     """
     email = details.email.strip().lower()
-    query = select(Patient).where(func.lower(Patient.email) == email)
+    query = select(Patient).where(Patient.email == email)  # stored lower-cased
     patient = session.scalars(query).first()
     if patient is not None:
         if not patient.phone and details.phone:
