@@ -656,7 +656,7 @@ def test_calendar_file_holds_the_booking(browser, setup, book):
     assert calendar.mimetype == "text/calendar"
     lines = calendar.get_data(as_text=True).replace("\r\n ", "").splitlines()
     assert f"UID:{booking.calendar_uid}" in lines
-    assert "DTSTART:20261124T100000Z" in lines
+    assert "DTSTART;TZID=Europe/London:20261124T100000" in lines
 
 
 # Changing the time

@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import groupby
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -273,7 +283,7 @@ def ics(token: str) -> Response:
     """Download the booking as a calendar file."""
     clinic = clinic_or_503()
     booking = _booking_or_404(token)
-    body = booking_calendar(clinic, booking, now=now())
+    body = booking_calendar(clinic, booking, base_url=current_app.config["BASE_URL"], now=now())
     return Response(
         body,
         mimetype="text/calendar",
