@@ -64,11 +64,13 @@ def register_blueprints(app: Flask) -> None:
     """Mount the pages and the API."""
     from scheduler.api.views import blueprint as api
     from scheduler.booking.views import blueprint as booking
+    from scheduler.calendars.views import blueprint as calendars
     from scheduler.clinic.views import blueprint as clinic
     from scheduler.extensions import csrf
 
     app.register_blueprint(clinic)
     app.register_blueprint(booking)
+    app.register_blueprint(calendars)
     # The API takes only JSON bodies, which a cross-site form cannot send, and no cookies.
     csrf.exempt(api)
     app.register_blueprint(api)
@@ -90,6 +92,8 @@ def register_template_helpers(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     """Add the ``flask --app scheduler …`` commands."""
+    from scheduler.calendars.commands import calendar
     from scheduler.demo.commands import demo
 
     app.cli.add_command(demo)
+    app.cli.add_command(calendar)

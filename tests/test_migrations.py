@@ -32,3 +32,25 @@ def test_migrations_go_down_to_nothing_and_back_up(app):
         tables = set(inspect(db.engine).get_table_names())
         assert {"bookings", "clinics", "patients", "practitioners", "treatments"} <= tables
         assert _schema_diff() == []
+
+
+def test_upgrading_gives_existing_practitioners_distinct_feed_tokens(app):
+    with app.app_context():
+        db.session.remove()
+        downgrade(revision="0001")
+        with db.engine.begin() as connection:
+            for number in range(3):
+                connection.exec_driver_sql(
+                    "INSERT INTO practitioners (name, email, credentials, licence, bio, active) "
+                    f"VALUES ('P{number}', 'p{number}@clinic.test', '', '', '', true)"
+                )
+
+        upgrade()
+
+        with db.engine.connect() as connection:
+            tokens = [
+                row[0] for row in connection.exec_driver_sql("SELECT feed_token FROM practitioners")
+            ]
+        assert len(tokens) == 3
+        assert len(set(tokens)) == 3
+        assert all(len(token) >= 43 for token in tokens)

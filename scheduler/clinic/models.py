@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,11 @@ practitioner_treatments = Table(
     ),
     Column("treatment_id", ForeignKey("treatments.id", ondelete="CASCADE"), primary_key=True),
 )
+
+
+def new_feed_token() -> str:
+    """Return an unguessable token (256 bits) for a calendar feed's address."""
+    return secrets.token_urlsafe(32)
 
 
 class Clinic(Base):
@@ -102,6 +108,9 @@ class Practitioner(Base):
     licence: Mapped[str] = mapped_column(String(300), default="")
     bio: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The secret in the address of the practitioner's calendar feed; rotating it revokes
+    # every copy of the old address.
+    feed_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_feed_token)
 
     treatments: Mapped[list[Treatment]] = relationship(
         secondary=practitioner_treatments, back_populates="practitioners"
