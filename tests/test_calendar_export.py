@@ -16,7 +16,10 @@ from scheduler.calendars.export import (
     first_name_and_initial,
 )
 from scheduler.clinic.models import Practitioner
+from tests.calendar_readers import check_all, split_by_uid
 from tests.conftest import london
+
+pytest_plugins = ["tests.calendar_readers"]
 
 BASE = "https://clinic.test"
 
@@ -239,3 +242,28 @@ def test_calendar_export_explains_bad_arguments(app, setup):
     assert unknown.output.startswith("Error: no practitioner has the email address or id")
     assert backwards.exit_code == 1
     assert "Error: --end is before --start" in backwards.output
+
+
+def test_every_kind_of_output_passes_three_independent_readers(
+    client, session, setup, book, clock, caldav
+):
+    """icalendar's round trip, vobject's validate() and a real CalDAV server (Radicale)."""
+    first = book(london("2026-11-24", "10:00"), practitioner=setup.mei)
+    second = book(london("2026-11-25", "10:00"), practitioner=setup.mei, treatment=setup.initial)
+    first.patient.name = 'Zoë "Z" O\'Brien; Smith, Jr.'
+    session.commit()
+    outputs = [
+        booking_calendar(setup.clinic, first, base_url=BASE, now=clock()),
+        booking_calendar(setup.clinic, second, base_url=BASE, now=clock(), method=Method.REQUEST),
+        *split_by_uid(client.get(feed_url(session, setup.mei)).data).values(),
+    ]
+    cancel_booking(session, clinic=setup.clinic, booking=second, now=clock())
+    session.commit()
+    outputs.append(
+        booking_calendar(setup.clinic, second, base_url=BASE, now=clock(), method=Method.CANCEL)
+    )
+
+    for data in outputs:
+        [event] = events(data)
+        # CalDAV keeps one resource per UID: a later file of the same booking replaces it.
+        check_all(data, caldav, str(event["UID"]).replace("@", "-"))
