@@ -84,3 +84,35 @@ def test_demo_seed_rejects_a_negative_number_of_bookings(app, session):
     assert result.exit_code == 2
     assert "Error: Invalid value for '--bookings'" in result.output
     assert session.scalar(select(func.count()).select_from(Clinic)) == 0
+
+
+def test_commands_on_an_unmigrated_database_say_to_run_the_migrations(tmp_path):
+    from scheduler import create_app
+
+    empty = create_app(
+        {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.db'}", "SECRET_KEY": "x"}
+    )
+    runner = empty.test_cli_runner()
+
+    for args in (
+        ["demo", "seed"],
+        [
+            "calendar",
+            "export",
+            "--practitioner",
+            "1",
+            "--start",
+            "2026-11-23",
+            "--end",
+            "2026-11-24",
+        ],
+        ["calendar", "feed-url", "--practitioner", "1"],
+    ):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 1, args
+        assert result.output.startswith("Error: the database is not ready"), result.output
+        assert "Traceback" not in result.output
+    with empty.app_context():
+        from scheduler.extensions import db
+
+        db.engine.dispose()

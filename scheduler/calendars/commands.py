@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from scheduler.calendars.export import practitioner_feed
 from scheduler.calendars.feeds import dates_window, feed_bookings
 from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
+from scheduler.commandline import database_errors
 from scheduler.db import begin_write
 from scheduler.extensions import db
 
@@ -55,6 +56,7 @@ def _clinic(session: Session) -> Clinic:
     help="Write here instead of to standard output.",
 )
 @with_appcontext
+@database_errors
 def export(key: str, start: datetime, end: datetime, output: Path | None) -> None:
     """Write an .ics of a practitioner's sessions between two dates, both inclusive."""
     if end < start:
@@ -81,6 +83,7 @@ def export(key: str, start: datetime, end: datetime, output: Path | None) -> Non
 @click.option("--practitioner", "key", required=True, help="Email address or id.")
 @click.option("--rotate", is_flag=True, help="Give the feed a new address; the old one stops.")
 @with_appcontext
+@database_errors
 def feed_url(key: str, rotate: bool) -> None:
     """Print the address of a practitioner's subscription feed."""
     session = db.session()

@@ -7,9 +7,9 @@ import secrets
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.clinic.models import Clinic
+from scheduler.commandline import database_errors
 from scheduler.db import begin_write
 from scheduler.demo.seed import ADMIN_EMAIL, add_demo_bookings, seed_demo
 from scheduler.extensions import db
@@ -33,31 +33,25 @@ def demo() -> None:
     "--if-empty", is_flag=True, help="Do nothing, successfully, when a clinic already exists."
 )
 @with_appcontext
+@database_errors
 def seed(admin_password: str | None, bookings: int, if_empty: bool) -> None:
     """Create the demo clinic (Europe/London) in an empty database."""
     session = db.session()
-    try:
-        begin_write(session)
-        if Clinic.get(session) is not None:
-            session.rollback()
-            if if_empty:
-                click.echo("The database already has a clinic; nothing to seed.")
-                return
-            raise click.ClickException(
-                "the database already has a clinic; seed an empty database "
-                "(or pass --if-empty to skip quietly)"
-            )
-        password = admin_password or secrets.token_urlsafe(12)
-        clinic = seed_demo(session, admin_password=password)
-        added = add_demo_bookings(session, clinic, bookings, now=current_app.config["CLOCK"]())
-        name = clinic.name
-        session.commit()
-    except SQLAlchemyError as exc:
+    begin_write(session)
+    if Clinic.get(session) is not None:
         session.rollback()
+        if if_empty:
+            click.echo("The database already has a clinic; nothing to seed.")
+            return
         raise click.ClickException(
-            f"the database is not ready ({type(exc).__name__}); run `flask --app scheduler "
-            "db upgrade` first"
-        ) from exc
+            "the database already has a clinic; seed an empty database "
+            "(or pass --if-empty to skip quietly)"
+        )
+    password = admin_password or secrets.token_urlsafe(12)
+    clinic = seed_demo(session, admin_password=password)
+    added = add_demo_bookings(session, clinic, bookings, now=current_app.config["CLOCK"]())
+    name = clinic.name
+    session.commit()
     click.echo(f"Seeded {name} with {added} bookings.")
     if admin_password:
         click.echo(f"Staff login: {ADMIN_EMAIL} with the password you gave.")
