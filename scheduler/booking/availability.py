@@ -14,6 +14,7 @@ import bisect
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from scheduler.timeutil import local_to_utc, wall_time_exists
@@ -66,18 +67,27 @@ class Slot:
     room_id: int = field(compare=False)
 
 
+Point = TypeVar("Point", int, datetime)
+
+
+def _merge(intervals: Iterable[tuple[Point, Point]]) -> list[tuple[Point, Point]]:
+    """Sort half-open intervals and join those that overlap or touch; drop empty ones."""
+    merged: list[tuple[Point, Point]] = []
+    for start, end in sorted(intervals):
+        if end <= start:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 class BusyTimes:
     """Sorted, merged busy intervals answering "is this stretch free?" by bisection."""
 
     def __init__(self, intervals: Iterable[Interval]) -> None:
-        merged: list[list[datetime]] = []
-        for start, end in sorted(intervals):
-            if end <= start:
-                continue
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
+        merged = _merge(intervals)
         self._starts = [start for start, _ in merged]
         self._ends = [end for _, end in merged]
 
@@ -101,18 +111,11 @@ class BusyTimes:
 
 def _day_intervals(hours: Sequence[WeeklyHours], weekday: int) -> list[tuple[int, int]]:
     """Return the day's working intervals as merged (start, end) minutes after midnight."""
-    spans = sorted(
+    return _merge(
         (h.start.hour * 60 + h.start.minute, h.end.hour * 60 + h.end.minute)
         for h in hours
         if h.weekday == weekday
     )
-    merged: list[list[int]] = []
-    for start, end in spans:
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [(start, end) for start, end in merged]
 
 
 def _days(first: date, last: date) -> Iterator[date]:

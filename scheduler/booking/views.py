@@ -101,8 +101,7 @@ def read_start(raw: str | None) -> datetime | None:
         return None
 
 
-def _first_day(clinic: Clinic, raw: str | None) -> date:
-    today = now().astimezone(clinic.tz).date()
+def _first_day(clinic: Clinic, raw: str | None, today: date) -> date:
     try:
         first = date.fromisoformat(raw) if raw else today
     except ValueError:
@@ -130,7 +129,9 @@ def _picker(
     ignore: Booking | None = None,
 ) -> dict[str, object]:
     """Gather a week of free slots and the navigation around it, for the picker template."""
-    first = _first_day(clinic, raw_from)
+    moment = now()
+    today = moment.astimezone(clinic.tz).date()
+    first = _first_day(clinic, raw_from, today)
     last = first + timedelta(days=DAYS_PER_PAGE - 1)
     slots = find_slots(
         db.session(),
@@ -139,10 +140,9 @@ def _picker(
         practitioner=practitioner,
         first_day=first,
         last_day=last,
-        now=now(),
+        now=moment,
         ignore=ignore,
     )
-    today = now().astimezone(clinic.tz).date()
     previous = first - timedelta(days=DAYS_PER_PAGE)
     following = first + timedelta(days=DAYS_PER_PAGE)
     return {
@@ -347,11 +347,12 @@ def cancel(token: str) -> ResponseReturnValue:
     clinic = clinic_or_503()
     booking = _booking_or_404(token)
     form = CancelForm()
+    moment = now()
     status = 200
     if form.validate_on_submit():
         try:
             cancel_booking(
-                db.session(), clinic=clinic, booking=booking, reason=form.reason.data, now=now()
+                db.session(), clinic=clinic, booking=booking, reason=form.reason.data, now=moment
             )
         except BookingError as exc:
             status, _ = refuse(form, exc)
@@ -374,8 +375,8 @@ def cancel(token: str) -> ResponseReturnValue:
             clinic=clinic,
             booking=booking,
             form=form,
-            late=is_late_cancellation(clinic, booking, now()),
-            changeable=is_changeable(booking, now()),
+            late=is_late_cancellation(clinic, booking, moment),
+            changeable=is_changeable(booking, moment),
         ),
         status,
     )

@@ -12,11 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scheduler.calendars.export import practitioner_feed
-from scheduler.calendars.feeds import dates_window, feed_bookings
+from scheduler.calendars.feeds import feed_bookings
 from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
 from scheduler.commandline import database_errors
 from scheduler.db import begin_write
 from scheduler.extensions import db
+from scheduler.timeutil import day_bounds
 
 
 @click.group()
@@ -64,7 +65,7 @@ def export(key: str, start: datetime, end: datetime, output: Path | None) -> Non
     session = db.session()
     clinic = _clinic(session)
     practitioner = _practitioner(session, key)
-    first, last = dates_window(clinic, start.date(), end.date())
+    first, last = day_bounds(start.date(), end.date(), clinic.tz)
     bookings = feed_bookings(session, practitioner, first, last)
     body = practitioner_feed(
         clinic, practitioner, bookings, base_url=current_app.config["BASE_URL"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
@@ -89,8 +89,3 @@ def feed_bookings(
             .order_by(Booking.start_at)
         )
     )
-
-
-def dates_window(clinic: Clinic, first: date, last: date) -> tuple[datetime, datetime]:
-    """The UTC stretch of the clinic's dates ``first`` to ``last``, inclusive."""
-    return day_bounds(first, last, clinic.tz)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import secrets
 import uuid
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -207,7 +208,7 @@ def add_demo_bookings(
     return len(rows)
 
 
-def _days_around(today: date, horizon_days: int) -> Any:
+def _days_around(today: date, horizon_days: int) -> Iterator[date]:
     """Yield tomorrow, yesterday, the day after, the day before… (future up to the horizon)."""
     offset = 1
     while offset < 3650:
