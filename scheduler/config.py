@@ -44,6 +44,19 @@ def _flag(name: str, default: bool) -> bool:
     return value.strip().lower() not in {"0", "false", "no", "off", ""}
 
 
+def _number(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be above zero, not {number}")
+    return number
+
+
 def from_environment(instance_path: str) -> dict[str, Any]:
     """Build the app's settings from the environment."""
     url = database_url(os.environ.get("DATABASE_URL"), instance_path)
@@ -63,7 +76,11 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # A patient may leave the details form open for a while: the CSRF token lasts as long
         # as the browser session instead of an hour.
         "WTF_CSRF_TIME_LIMIT": None,
+        # Calendar uploads raise this for their own request, up to CALENDAR_IMPORT_MAX_BYTES.
         "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "CALENDAR_IMPORT_MAX_BYTES": _number("CALENDAR_IMPORT_MAX_BYTES", 10 * 1024 * 1024),
+        "CALENDAR_IMPORT_MAX_EVENTS": _number("CALENDAR_IMPORT_MAX_EVENTS", 20_000),
+        "CALENDAR_IMPORT_SECONDS": _number("CALENDAR_IMPORT_SECONDS", 60),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": base_url.startswith("https://"),

@@ -1,6 +1,7 @@
 """Every model, imported in one place for the metadata and Alembic."""
 
 from scheduler.booking.models import Booking, BookingStatus
+from scheduler.calendars.models import BusyTime, CalendarSubscription, ExternalEvent
 from scheduler.clinic.models import (
     Clinic,
     Practitioner,
@@ -16,7 +17,10 @@ from scheduler.staff.models import Role, User
 __all__ = [
     "Booking",
     "BookingStatus",
+    "BusyTime",
+    "CalendarSubscription",
     "Clinic",
+    "ExternalEvent",
     "Patient",
     "Practitioner",
     "Role",

@@ -30,6 +30,7 @@ from scheduler.booking.availability import (
     nearest,
 )
 from scheduler.booking.models import Booking, BookingStatus
+from scheduler.calendars.models import BusyTime
 from scheduler.clinic.models import (
     Clinic,
     Practitioner,
@@ -149,7 +150,7 @@ def _load_diaries(
     end: datetime,
     ignore: Booking | None,
 ) -> tuple[list[PractitionerDiary], list[RoomDiary]]:
-    """Read hours, time off, rooms and bookings for a range in four range queries."""
+    """Read hours, time off, busy time, rooms and bookings for a range in five range queries."""
     ids = [p.id for p in practitioners]
     hours: dict[int, list[WeeklyHours]] = defaultdict(list)
     for row in session.execute(
@@ -169,6 +170,15 @@ def _load_diaries(
         )
     ):
         busy[off.practitioner_id].append((off.start_at, off.end_at))
+    for event in session.execute(
+        select(BusyTime.practitioner_id, BusyTime.start_at, BusyTime.end_at).where(
+            BusyTime.practitioner_id.in_(ids),
+            BusyTime.cancelled.is_(False),
+            BusyTime.start_at < end,
+            BusyTime.end_at > start,
+        )
+    ):
+        busy[event.practitioner_id].append((event.start_at, event.end_at))
 
     room_ids = list(session.scalars(select(Room.id).where(Room.active.is_(True)).order_by(Room.id)))
     room_busy: dict[int, list[Interval]] = defaultdict(list)

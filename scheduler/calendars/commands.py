@@ -1,9 +1,12 @@
-"""``flask --app scheduler calendar …``: export sessions, show or rotate a feed's address."""
+"""``flask --app scheduler calendar …``: import and export calendars, feeds, subscriptions."""
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 import click
 from flask import current_app
@@ -13,11 +16,24 @@ from sqlalchemy.orm import Session
 
 from scheduler.calendars.export import practitioner_feed
 from scheduler.calendars.feeds import feed_bookings
+from scheduler.calendars.imports import ImportReport, import_calendar_file
+from scheduler.calendars.models import CalendarSubscription
+from scheduler.calendars.reading import CalendarFileError, limits_from
+from scheduler.calendars.subscriptions import (
+    SubscriptionError,
+    label,
+    normalise_url,
+    sync_subscription,
+)
 from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
 from scheduler.commandline import database_errors
 from scheduler.db import begin_write
 from scheduler.extensions import db
-from scheduler.timeutil import day_bounds
+from scheduler.timeutil import day_bounds, format_local
+from scheduler.web import now
+
+# Below this many events a file imports too fast for a progress bar to help.
+PROGRESS_FROM = 500
 
 
 @click.group()
@@ -95,3 +111,189 @@ def feed_url(key: str, rotate: bool) -> None:
     token = practitioner.feed_token
     session.commit()
     click.echo(f"{current_app.config['BASE_URL']}/feeds/{token}.ics")
+
+
+class _Progress:
+    """A progress bar on standard error, shown only for files with many events."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < PROGRESS_FROM:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(kind, error, trace)
+
+
+def _show(report: ImportReport, clinic: Clinic) -> None:
+    """Print what a person should look at: skipped events, notes, clashing bookings."""
+    for problem in report.problems:
+        click.echo(f"Skipped {problem}", err=True)
+    for note in report.notes:
+        click.echo(f"Note: {note}", err=True)
+    for clash in report.clashes:
+        booking = clash.booking
+        click.echo(
+            f"Clash: {format_local(booking.start_at, clinic.tz)} {booking.treatment.name} with "
+            f"{booking.patient.name} overlaps {clash.summary or 'busy time'!r} "
+            f"({format_local(clash.start, clinic.tz)}); the booking was kept",
+            err=True,
+        )
+
+
+@calendar.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--practitioner", "key", required=True, help="Email address or id.")
+@click.option(
+    "--as",
+    "kind",
+    type=click.Choice(["busy", "appointments"]),
+    default="busy",
+    show_default=True,
+    help="Busy time that blocks bookings, or another scheduler's export as bookings.",
+)
+@with_appcontext
+@database_errors
+@click.pass_context
+def import_files(ctx: click.Context, files: tuple[Path, ...], key: str, kind: str) -> None:
+    """Import .ics files or .eml invites into a practitioner's calendar.
+
+    Each file is applied whole or not at all; a file that is refused is reported and the
+    others go on. Ends with one line: imported N, updated N, cancelled N, skipped N, errors N.
+    """
+    session = db.session()
+    _clinic(session)
+    _practitioner(session, key)  # fail on a wrong address before reading any file
+    session.rollback()
+    limits = limits_from(current_app.config)
+    total = ImportReport()
+    refused = 0
+    for path in files:
+        try:
+            data = _read(path, limits.max_bytes)
+            begin_write(session)
+            clinic = _clinic(session)
+            with _Progress(f"Reading {path.name}") as progress:
+                report = import_calendar_file(
+                    session,
+                    clinic=clinic,
+                    practitioner=_practitioner(session, key),
+                    data=data,
+                    name=path.name,
+                    now=now(),
+                    limits=limits,
+                    progress=progress,
+                )
+            _show(report, clinic)
+            session.commit()
+        except CalendarFileError as exc:
+            session.rollback()
+            refused += 1
+            total.errors += 1
+            click.echo(f"Error: {path}: {exc.message}; nothing from it was imported", err=True)
+            continue
+        total.add(report)
+    click.echo(total.summary())
+    if refused:
+        ctx.exit(1)
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
+    """Read a file, refusing one over the size cap before reading it all."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise CalendarFileError(f"cannot read it ({exc.strerror})") from exc
+    if len(data) > max_bytes:
+        raise CalendarFileError(
+            f"it is larger than the limit of {max_bytes} bytes (CALENDAR_IMPORT_MAX_BYTES)"
+        )
+    return data
+
+
+@calendar.command("subscribe")
+@click.argument("url")
+@click.option("--practitioner", "key", required=True, help="Email address or id.")
+@click.option("--name", default="", help="What to call it in the staff area.")
+@with_appcontext
+@database_errors
+def subscribe(url: str, key: str, name: str) -> None:
+    """Subscribe a practitioner to an outside calendar's address; `calendar sync` fetches it."""
+    try:
+        url = normalise_url(url)
+    except SubscriptionError as exc:
+        raise click.ClickException(exc.message) from exc
+    session = db.session()
+    begin_write(session)
+    practitioner = _practitioner(session, key)
+    exists = session.scalars(
+        select(CalendarSubscription).where(
+            CalendarSubscription.practitioner_id == practitioner.id,
+            CalendarSubscription.url == url,
+        )
+    ).first()
+    if exists is not None:
+        raise click.ClickException(f"{practitioner.name} is already subscribed to that address")
+    session.add(
+        CalendarSubscription(practitioner_id=practitioner.id, url=url, name=name.strip()[:200])
+    )
+    session.commit()
+    click.echo(f"Subscribed {practitioner.name}; run `calendar sync` to fetch it.")
+
+
+@calendar.command("sync")
+@with_appcontext
+@database_errors
+@click.pass_context
+def sync(ctx: click.Context) -> None:
+    """Fetch every subscribed outside calendar and apply what changed."""
+    session = db.session()
+    clinic = _clinic(session)
+    limits = limits_from(current_app.config)
+    ids = list(session.scalars(select(CalendarSubscription.id).order_by(CalendarSubscription.id)))
+    session.rollback()
+    total = ImportReport()
+    failed = 0
+    for subscription_id in ids:
+        begin_write(session)
+        subscription = session.get(CalendarSubscription, subscription_id)
+        if subscription is None:  # removed meanwhile
+            session.rollback()
+            continue
+        report = sync_subscription(
+            session,
+            clinic=clinic,
+            subscription=subscription,
+            now=now(),
+            limits=limits,
+        )
+        name = label(subscription)
+        session.commit()
+        if report.errors and not report.imported + report.updated + report.cancelled:
+            failed += 1
+        for problem in report.problems:
+            click.echo(f"Error: {problem}" if report.errors else problem, err=True)
+        click.echo(f"{name}: {report.summary()}", err=True)
+        total.add(report)
+    click.echo(total.summary())
+    if failed:
+        ctx.exit(1)

@@ -1,0 +1,178 @@
+"""Outside calendars a practitioner subscribes to (a Google secret address, say), kept in sync.
+
+Fetching treats the other server as untrusted: http and https only (``webcal://`` is read as
+https, as Apple means it), a timeout, a size cap while reading, and conditional requests
+(ETag, Last-Modified) so that an unchanged calendar costs one 304.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import Message
+from http.client import HTTPException
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+
+from scheduler.calendars.imports import ImportReport, import_calendar_file
+from scheduler.calendars.models import CalendarSubscription
+from scheduler.calendars.reading import CalendarFileError, Limits
+from scheduler.clinic.models import Clinic
+
+TIMEOUT_SECONDS = 20.0
+USER_AGENT = "acupuncture-scheduler calendar sync"
+
+
+class SubscriptionError(Exception):
+    """A calendar address that cannot be fetched, with what to fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def normalise_url(url: str) -> str:
+    """Return the address to fetch, or raise :class:`SubscriptionError` saying what is wrong."""
+    url = url.strip()
+    if url.lower().startswith("webcal://"):
+        url = "https://" + url[len("webcal://") :]
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in {"http", "https"}:
+        raise SubscriptionError("the address must start with https:// (or http://, webcal://)")
+    if not parts.hostname:
+        raise SubscriptionError("the address has no host name")
+    if len(url) > 2000:
+        raise SubscriptionError("the address is longer than 2000 characters")
+    return url
+
+
+def label(subscription: CalendarSubscription) -> str:
+    """Name a subscription without its address, which is often a secret (Google's is)."""
+    host = urlsplit(subscription.url).hostname or "?"
+    return f"{subscription.name} ({host})" if subscription.name else host
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A calendar as a server sent it; ``body`` is ``None`` when it answered 304."""
+
+    body: bytes | None
+    etag: str | None
+    last_modified: str | None
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http and https addresses."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: object,
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if urlsplit(newurl).scheme.lower() not in {"http", "https"}:
+            raise SubscriptionError(f"the server redirected to a non-web address ({newurl[:80]})")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)  # type: ignore[arg-type]
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPSHandler(),
+        _HttpOnlyRedirects(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+def fetch(
+    url: str,
+    *,
+    etag: str | None,
+    last_modified: str | None,
+    max_bytes: int,
+    timeout: float = TIMEOUT_SECONDS,
+) -> Fetched:
+    """Fetch a calendar, conditionally; raise :class:`SubscriptionError` on any failure."""
+    # normalise_url lets only http and https through, and the opener has no other handlers.
+    request = urllib.request.Request(normalise_url(url), headers={"User-Agent": USER_AGENT})  # noqa: S310
+    if etag:
+        request.add_header("If-None-Match", etag)
+    if last_modified:
+        request.add_header("If-Modified-Since", last_modified)
+    try:
+        with _opener().open(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise SubscriptionError(f"the calendar is larger than {max_bytes} bytes")
+            body = response.read(max_bytes + 1)
+            if len(body) > max_bytes:
+                raise SubscriptionError(f"the calendar is larger than {max_bytes} bytes")
+            return Fetched(
+                body, response.headers.get("ETag"), response.headers.get("Last-Modified")
+            )
+    except urllib.error.HTTPError as exc:
+        if exc.code == 304:
+            return Fetched(None, etag, last_modified)
+        raise SubscriptionError(f"the server answered {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise SubscriptionError(f"the server could not be reached ({exc.reason})") from exc
+    except TimeoutError as exc:
+        raise SubscriptionError(f"the server did not answer within {timeout:g} seconds") from exc
+    except (HTTPException, OSError, ValueError) as exc:
+        raise SubscriptionError(f"the download failed ({type(exc).__name__}: {exc})") from exc
+
+
+def sync_subscription(
+    session: Session,
+    *,
+    clinic: Clinic,
+    subscription: CalendarSubscription,
+    now: datetime,
+    limits: Limits,
+    timeout: float = TIMEOUT_SECONDS,
+) -> ImportReport:
+    """Fetch one subscription and apply it: new and changed events, and those now gone.
+
+    A failure is recorded on the subscription (for the staff area) and counted as an error;
+    the busy time already imported stays as it was.
+    """
+    try:
+        fetched = fetch(
+            subscription.url,
+            etag=subscription.etag,
+            last_modified=subscription.last_modified,
+            max_bytes=limits.max_bytes,
+            timeout=timeout,
+        )
+        report = ImportReport()
+        if fetched.body is not None:
+            with session.begin_nested():
+                report = import_calendar_file(
+                    session,
+                    clinic=clinic,
+                    practitioner=subscription.practitioner,
+                    data=fetched.body,
+                    name=subscription.url,
+                    now=now,
+                    limits=limits,
+                    subscription=subscription,
+                )
+    except (SubscriptionError, CalendarFileError) as exc:
+        subscription.last_error = exc.message
+        subscription.last_error_at = now
+        return ImportReport(errors=1, problems=[f"{label(subscription)}: {exc.message}"])
+    subscription.etag, subscription.last_modified = fetched.etag, fetched.last_modified
+    subscription.last_synced_at = now
+    subscription.last_error = ""
+    subscription.last_error_at = None
+    return report
