@@ -478,3 +478,65 @@ def cancel_booking(
     booking.updated_at = now
     session.flush()
     return booking
+
+
+def _free_room(
+    session: Session, start: datetime, blocked_until: datetime, ignore: Booking | None
+) -> Room | None:
+    """Return an active room with no live booking in ``[start, blocked_until)``, if any."""
+    taken = select(Booking.room_id).where(
+        Booking.status != BookingStatus.CANCELLED,
+        Booking.start_at >= start - MAX_BOOKING_SPAN,
+        Booking.start_at < blocked_until,
+        Booking.blocked_until > start,
+    )
+    if ignore is not None and ignore.id is not None:
+        taken = taken.where(Booking.id != ignore.id)
+    if ignore is not None and ignore.id is not None and ignore.room_id is not None:
+        # Keep the booking in its room when the room is still free.
+        preferred = session.scalars(
+            select(Room).where(
+                Room.id == ignore.room_id, Room.active.is_(True), Room.id.not_in(taken)
+            )
+        ).first()
+        if preferred is not None:
+            return preferred
+    query = select(Room).where(Room.active.is_(True), Room.id.not_in(taken)).order_by(Room.id)
+    return session.scalars(query).first()
+
+
+def place_imported_booking(
+    session: Session,
+    *,
+    booking: Booking,
+    start: datetime,
+    end: datetime,
+) -> Booking:
+    """Put a booking brought over from another scheduler at ``start``–``end``, as it was there.
+
+    The clinic's rules (hours, notice, horizon) are not applied: the visit was already agreed.
+    Only what the database guarantees holds: no overlap for the practitioner or the room.
+    Raises :class:`SlotUnavailable` (with no alternatives) when either is taken.
+    """
+    blocked_until = end + timedelta(minutes=booking.treatment.buffer_minutes)
+    room = _free_room(session, start, blocked_until, booking)
+    if room is None:
+        raise SlotUnavailable("no room is free then", [])
+
+    def place() -> None:
+        booking.start_at, booking.end_at = start, end
+        booking.blocked_until = blocked_until
+        booking.room = room
+        if booking.id is None:
+            session.add(booking)
+
+    try:
+        with session.begin_nested():
+            place()
+    except DBAPIError as exc:
+        if not _taken(exc):
+            raise
+        raise SlotUnavailable(
+            f"{booking.practitioner.name} already has a booking then", []
+        ) from exc
+    return booking

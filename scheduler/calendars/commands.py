@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scheduler.calendars.appointments import import_appointments
 from scheduler.calendars.export import practitioner_feed
 from scheduler.calendars.feeds import feed_bookings
 from scheduler.calendars.imports import ImportReport, import_calendar_file
@@ -191,11 +192,13 @@ def import_files(ctx: click.Context, files: tuple[Path, ...], key: str, kind: st
             data = _read(path, limits.max_bytes)
             begin_write(session)
             clinic = _clinic(session)
+            practitioner = _practitioner(session, key)
+            apply = import_appointments if kind == "appointments" else import_calendar_file
             with _Progress(f"Reading {path.name}") as progress:
-                report = import_calendar_file(
+                report = apply(
                     session,
                     clinic=clinic,
-                    practitioner=_practitioner(session, key),
+                    practitioner=practitioner,
                     data=data,
                     name=path.name,
                     now=now(),

@@ -11,7 +11,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import Message
 from http.client import HTTPException
 from urllib.parse import urlsplit
 
@@ -64,29 +63,13 @@ class Fetched:
     last_modified: str | None
 
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to http and https addresses."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: object,
-        code: int,
-        msg: str,
-        headers: Message,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        if urlsplit(newurl).scheme.lower() not in {"http", "https"}:
-            raise SubscriptionError(f"the server redirected to a non-web address ({newurl[:80]})")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)  # type: ignore[arg-type]
-
-
 def _opener() -> urllib.request.OpenerDirector:
     opener = urllib.request.OpenerDirector()
     for handler in (
         urllib.request.HTTPHandler(),
         urllib.request.HTTPSHandler(),
-        _HttpOnlyRedirects(),
+        # Redirects go to http, https or ftp only, and the opener has no ftp handler.
+        urllib.request.HTTPRedirectHandler(),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
     ):
