@@ -38,11 +38,14 @@ def register_extensions(app: Flask) -> None:
     """Bind the extensions to ``app`` and tune the database engine."""
     # Import every model so that the metadata and Alembic see the whole schema.
     from scheduler import models  # noqa: F401
-    from scheduler.extensions import csrf, db, migrate
+    from scheduler.extensions import csrf, db, login_manager, migrate
+    from scheduler.staff.auth import init_app as init_auth
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True)
     csrf.init_app(app)
+    login_manager.init_app(app)
+    init_auth()
     with app.app_context():
         configure_engine(db.engine)
 
@@ -56,7 +59,10 @@ def register_write_lock(app: Flask) -> None:
 
     @app.before_request
     def _take_write_lock() -> None:
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        view = app.view_functions.get(request.endpoint or "")
+        if not getattr(view, "takes_write_lock_itself", False):
             begin_write(db.session())
 
 
@@ -67,8 +73,10 @@ def register_blueprints(app: Flask) -> None:
     from scheduler.calendars.views import blueprint as calendars
     from scheduler.clinic.views import blueprint as clinic
     from scheduler.extensions import csrf
+    from scheduler.staff.views import blueprint as staff
 
     app.register_blueprint(clinic)
+    app.register_blueprint(staff)
     app.register_blueprint(booking)
     app.register_blueprint(calendars)
     # The API takes only JSON bodies, which a cross-site form cannot send, and no cookies.
@@ -94,6 +102,8 @@ def register_commands(app: Flask) -> None:
     """Add the ``flask --app scheduler …`` commands."""
     from scheduler.calendars.commands import calendar
     from scheduler.demo.commands import demo
+    from scheduler.staff.commands import users
 
     app.cli.add_command(demo)
     app.cli.add_command(calendar)
+    app.cli.add_command(users)

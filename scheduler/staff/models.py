@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Enum, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from scheduler.clinic.models import Practitioner
 from scheduler.db import Base, UTCDateTime, utcnow
 
 
@@ -43,10 +44,32 @@ class User(Base):
     )
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Failed logins since the last success; from the fifth on, the account locks for longer
+    # each time (see scheduler.staff.auth).
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Changes whenever the password does, so that a password change logs out other sessions.
+    session_version: Mapped[int] = mapped_column(Integer, default=0)
+
+    practitioner: Mapped[Practitioner | None] = relationship()
+
+    # What Flask-Login asks of a user.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the account may log in."""
+        return self.active
+
+    def get_id(self) -> str:
+        """Return what the session cookie keeps: the id and the password's version."""
+        return f"{self.id}:{self.session_version}"
 
     def set_password(self, password: str) -> None:
         """Store a salted scrypt hash of ``password``."""
         self.password_hash = generate_password_hash(password, method="scrypt")
+        self.session_version = (self.session_version or 0) + 1
 
     def check_password(self, password: str) -> bool:
         """Tell whether ``password`` is this user's."""

@@ -1,0 +1,96 @@
+"""Who is logged in to the staff area, what their role lets them do, and login throttling."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import ParamSpec, TypeVar
+
+from flask import abort
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from scheduler.clinic.models import Practitioner
+from scheduler.extensions import db, login_manager
+from scheduler.staff.models import Role, User
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Four wrong passwords are free; each one after locks the account for twice as long as before.
+FREE_FAILURES = 4
+FIRST_LOCK = timedelta(seconds=30)
+LONGEST_LOCK = timedelta(hours=1)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check against when the email matches no account, so both take as long."""
+    return generate_password_hash(secrets.token_hex(16), method="scrypt")
+
+
+def init_app() -> None:
+    """Tell Flask-Login how to find the user a session cookie names."""
+    login_manager.login_view = "staff.login"
+    login_manager.login_message = "Please log in to see the staff area."
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_user(key: str) -> User | None:
+        user_id, _, version = key.partition(":")
+        if not user_id.isdigit() or not version.isdigit():
+            return None
+        user = db.session.get(User, int(user_id))
+        if user is None or not user.active or user.session_version != int(version):
+            return None
+        return user
+
+
+def staff_only(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Require a logged-in staff member, in one of ``roles`` if any are given (else 403)."""
+
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if roles and current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        guarded: Callable[P, R] = login_required(wrapper)
+        guarded.allowed_roles = frozenset(roles or Role)  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate
+
+
+def authenticate(session: Session, email: str, password: str, now: datetime) -> User | None:
+    """Return the user these credentials belong to, counting failures and honouring locks.
+
+    The answer never says which part was wrong or whether the account exists.
+    """
+    user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
+    if user is None or not user.active:
+        check_password_hash(_dummy_hash(), password)  # the same work either way
+        return None
+    if user.locked_until is not None and user.locked_until > now:
+        return None
+    if not user.check_password(password):
+        user.failed_logins += 1
+        extra = user.failed_logins - FREE_FAILURES
+        if extra > 0:
+            user.locked_until = now + min(FIRST_LOCK * 2 ** min(extra - 1, 16), LONGEST_LOCK)
+        return None
+    user.failed_logins = 0
+    user.locked_until = None
+    return user
+
+
+def practitioners_visible_to(session: Session, user: User) -> list[Practitioner]:
+    """Return the practitioners whose calendars ``user`` may manage: their own, or everyone's."""
+    if user.role is Role.PRACTITIONER:
+        return [user.practitioner] if user.practitioner is not None else []
+    return list(session.scalars(select(Practitioner).order_by(Practitioner.name)))

@@ -1,0 +1,76 @@
+"""Forms of the staff area."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import MultipleFileField
+from wtforms import EmailField, PasswordField, RadioField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
+
+from scheduler.booking.forms import single_line
+
+
+class LoginForm(FlaskForm):
+    """Email and password."""
+
+    email = EmailField(
+        "Email", validators=[DataRequired("Please enter your email."), Length(max=254)]
+    )
+    password = PasswordField(
+        "Password", validators=[DataRequired("Please enter your password."), Length(max=500)]
+    )
+
+
+class PasswordChangeForm(FlaskForm):
+    """A new password, confirmed, with the current one."""
+
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=500)])
+    new = PasswordField(
+        "New password",
+        validators=[
+            DataRequired(),
+            Length(min=10, max=500, message="Please use at least 10 characters."),
+        ],
+    )
+    confirm = PasswordField(
+        "New password again",
+        validators=[DataRequired(), EqualTo("new", message="The two new passwords differ.")],
+    )
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: only the CSRF token."""
+
+
+class ImportForm(FlaskForm):
+    """Calendar files to import for a practitioner."""
+
+    practitioner = SelectField("Practitioner", coerce=int)
+    files = MultipleFileField(
+        "Calendar files (.ics, or .eml invites)",
+        validators=[DataRequired("Please choose at least one file.")],
+    )
+    kind = RadioField(
+        "Import as",
+        choices=[
+            SelectChoice("busy", "Busy time that blocks bookings"),
+            SelectChoice("appointments", "Appointments from another scheduler, as bookings"),
+        ],
+        default="busy",
+    )
+
+
+class SubscriptionForm(FlaskForm):
+    """An outside calendar's address to keep in sync."""
+
+    practitioner = SelectField("Practitioner", coerce=int)
+    url = StringField(
+        "Calendar address (https:// or webcal://)",
+        validators=[
+            DataRequired("Please paste the calendar's address."),
+            Length(max=2000),
+            single_line,
+        ],
+    )
+    name = StringField("Name", validators=[Optional(), Length(max=200), single_line])

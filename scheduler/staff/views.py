@@ -1,0 +1,338 @@
+"""The staff area: logging in and out, the password, and the practitioners' calendars."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_user, logout_user
+from sqlalchemy import select
+from wtforms.fields.choices import SelectChoice
+
+from scheduler.booking.models import LIVE_STATUSES, Booking
+from scheduler.calendars.appointments import import_appointments
+from scheduler.calendars.imports import ImportReport, import_calendar_file
+from scheduler.calendars.models import BusyTime, CalendarSubscription
+from scheduler.calendars.reading import CalendarFileError, limits_from
+from scheduler.calendars.subscriptions import SubscriptionError, normalise_url, sync_subscription
+from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
+from scheduler.db import begin_write
+from scheduler.extensions import db
+from scheduler.staff.auth import authenticate, practitioners_visible_to, staff_only
+from scheduler.staff.forms import (
+    ActionForm,
+    ImportForm,
+    LoginForm,
+    PasswordChangeForm,
+    SubscriptionForm,
+)
+from scheduler.staff.models import Role, User
+from scheduler.web import clinic_or_503, external_url, now
+
+blueprint = Blueprint("staff", __name__, url_prefix="/staff")
+F = TypeVar("F", bound=Callable[..., Any])
+GENERIC_LOGIN_ERROR = "That email and password do not match an account, or the account is locked for a while after too many attempts."  # noqa: E501
+
+
+def takes_write_lock_itself(view: F) -> F:
+    """Mark a view that reads its upload before taking the database's write lock."""
+    view.takes_write_lock_itself = True  # type: ignore[attr-defined]
+    return view
+
+
+def _user() -> User:
+    user: User = current_user._get_current_object()
+    return user
+
+
+def _safe_next(target: str | None) -> str:
+    """Return where to go after logging in: a path on this site, never another site."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and "\\" not in target:
+            return target
+    return url_for("staff.index")
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    """Log a staff member in; every failure gets the same message."""
+    clinic = Clinic.get(db.session())
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = authenticate(db.session(), form.email.data or "", form.password.data or "", now())
+        if user is not None:
+            login_user(user)
+            db.session.commit()
+            return redirect(_safe_next(request.args.get("next")), code=303)
+        db.session.commit()  # the failure count and any lock
+        form.form_errors.append(GENERIC_LOGIN_ERROR)
+        return render_template("staff/login.html", form=form, clinic=clinic), 401
+    status = 400 if form.is_submitted() else 200
+    return render_template("staff/login.html", form=form, clinic=clinic), status
+
+
+@blueprint.post("/logout")
+@staff_only()
+def logout() -> ResponseReturnValue:
+    """Log out (a POST, so that no link or image can do it)."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    logout_user()
+    flash("You are logged out.", "info")
+    return redirect(url_for("staff.login"), code=303)
+
+
+@blueprint.get("/")
+@staff_only()
+def index() -> ResponseReturnValue:
+    """The staff home page."""
+    return render_template("staff/index.html", clinic=clinic_or_503(), user=_user())
+
+
+@blueprint.route("/password", methods=["GET", "POST"])
+@staff_only()
+def password() -> ResponseReturnValue:
+    """Change one's own password; other sessions of the account are logged out."""
+    form = PasswordChangeForm()
+    user = _user()
+    if form.validate_on_submit():
+        if not user.check_password(form.current.data or ""):
+            form.current.errors = ["That is not your current password."]
+        else:
+            user.set_password(form.new.data or "")
+            db.session.commit()
+            login_user(user)  # the cookie now names the new password's version
+            flash("Your password is changed.", "info")
+            return redirect(url_for("staff.index"), code=303)
+    status = 422 if form.is_submitted() else 200
+    return render_template("staff/password.html", form=form, clinic=clinic_or_503()), status
+
+
+def _practitioner_or_404(practitioner_id: int) -> Practitioner:
+    """Return a practitioner the current user may manage, or 404 (not 403: no probing)."""
+    for practitioner in practitioners_visible_to(db.session(), _user()):
+        if practitioner.id == practitioner_id:
+            return practitioner
+    abort(404)
+
+
+def _choices(form: ImportForm | SubscriptionForm) -> list[Practitioner]:
+    visible = practitioners_visible_to(db.session(), _user())
+    form.practitioner.choices = [SelectChoice(str(p.id), p.name) for p in visible]
+    return visible
+
+
+def _calendars_page(
+    import_form: ImportForm | None = None,
+    subscription_form: SubscriptionForm | None = None,
+    report: ImportReport | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    clinic = clinic_or_503()
+    import_form = import_form or ImportForm()
+    subscription_form = subscription_form or SubscriptionForm()
+    visible = _choices(import_form)
+    _choices(subscription_form)
+    ids = [p.id for p in visible]
+    subscriptions = db.session.scalars(
+        select(CalendarSubscription)
+        .where(CalendarSubscription.practitioner_id.in_(ids))
+        .order_by(CalendarSubscription.id)
+    ).all()
+    start = now() - timedelta(days=1)
+    busy = db.session.scalars(
+        select(BusyTime)
+        .where(
+            BusyTime.practitioner_id.in_(ids),
+            BusyTime.cancelled.is_(False),
+            BusyTime.end_at > start,
+            BusyTime.start_at < start + timedelta(days=15),
+        )
+        .order_by(BusyTime.start_at)
+        .limit(200)
+    ).all()
+    names = {p.id: p.name for p in visible}
+    feeds = [(p, external_url("calendars.feed", token=p.feed_token)) for p in visible]
+    return render_template(
+        "staff/calendars.html",
+        clinic=clinic,
+        import_form=import_form,
+        subscription_form=subscription_form,
+        action=ActionForm(),
+        subscriptions=subscriptions,
+        busy=busy,
+        names=names,
+        feeds=feeds,
+        report=report,
+        clashes=clashing_bookings(ids),
+        may_import_appointments=_user().role is not Role.PRACTITIONER,
+    ), status
+
+
+@blueprint.get("/calendars")
+@staff_only()
+def calendars() -> ResponseReturnValue:
+    """Import files, manage subscriptions and feed addresses; see the coming busy time."""
+    return _calendars_page()
+
+
+@blueprint.post("/calendars/import")
+@staff_only()
+@takes_write_lock_itself
+def import_files() -> ResponseReturnValue:
+    """Import uploaded .ics files or .eml invites; each file whole or not at all."""
+    limits = limits_from(current_app.config)
+    request.max_content_length = limits.max_bytes * 4 + 64 * 1024
+    form = ImportForm()
+    _choices(form)
+    if not form.validate_on_submit():
+        return _calendars_page(import_form=form, status=422)
+    practitioner_id = form.practitioner.data
+    kind = form.kind.data
+    if kind == "appointments" and _user().role is Role.PRACTITIONER:
+        abort(403)
+    _practitioner_or_404(practitioner_id)
+    uploads = [
+        (f.filename or "calendar.ics", f.stream.read(limits.max_bytes + 1)) for f in form.files.data
+    ]
+    db.session.rollback()  # reading the upload took no lock; applying it does
+    total = ImportReport()
+    for name, data in uploads:
+        begin_write(db.session())
+        clinic = clinic_or_503()
+        practitioner = db.session.get_one(Practitioner, practitioner_id)
+        apply = import_appointments if kind == "appointments" else import_calendar_file
+        try:
+            if len(data) > limits.max_bytes:
+                raise CalendarFileError(f"the file is larger than {limits.max_bytes} bytes")
+            report = apply(
+                db.session(),
+                clinic=clinic,
+                practitioner=practitioner,
+                data=data,
+                name=name,
+                now=now(),
+                limits=limits,
+            )
+        except CalendarFileError as exc:
+            db.session.rollback()
+            total.errors += 1
+            total.problems.append(f"{name} was not imported: {exc.message}")
+            continue
+        db.session.commit()
+        total.add(report)
+    status = 200 if total.errors == 0 else 422
+    return _calendars_page(report=total, status=status)
+
+
+@blueprint.post("/calendars/subscriptions")
+@staff_only()
+def subscribe() -> ResponseReturnValue:
+    """Subscribe a practitioner to an outside calendar's address."""
+    form = SubscriptionForm()
+    _choices(form)
+    if not form.validate_on_submit():
+        return _calendars_page(subscription_form=form, status=422)
+    practitioner = _practitioner_or_404(form.practitioner.data)
+    try:
+        url = normalise_url(form.url.data or "")
+    except SubscriptionError as exc:
+        form.url.errors = [exc.message]
+        return _calendars_page(subscription_form=form, status=422)
+    taken = db.session.scalars(
+        select(CalendarSubscription).where(
+            CalendarSubscription.practitioner_id == practitioner.id,
+            CalendarSubscription.url == url,
+        )
+    ).first()
+    if taken is not None:
+        form.url.errors = [f"{practitioner.name} is already subscribed to that address."]
+        return _calendars_page(subscription_form=form, status=422)
+    db.session.add(
+        CalendarSubscription(
+            practitioner_id=practitioner.id, url=url, name=(form.name.data or "").strip()
+        )
+    )
+    db.session.commit()
+    flash("Subscribed. Sync it now, or wait for the next `calendar sync`.", "info")
+    return redirect(url_for("staff.calendars"), code=303)
+
+
+def _subscription_or_404(subscription_id: int) -> CalendarSubscription:
+    subscription = db.session.get(CalendarSubscription, subscription_id)
+    if subscription is None:
+        abort(404)
+    _practitioner_or_404(subscription.practitioner_id)
+    return subscription
+
+
+@blueprint.post("/calendars/subscriptions/<int:subscription_id>/sync")
+@staff_only()
+def sync(subscription_id: int) -> ResponseReturnValue:
+    """Fetch one subscription now."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    subscription = _subscription_or_404(subscription_id)
+    report = sync_subscription(
+        db.session(),
+        clinic=clinic_or_503(),
+        subscription=subscription,
+        now=now(),
+        limits=limits_from(current_app.config),
+    )
+    db.session.commit()
+    return _calendars_page(report=report, status=200)
+
+
+@blueprint.post("/calendars/subscriptions/<int:subscription_id>/delete")
+@staff_only()
+def unsubscribe(subscription_id: int) -> ResponseReturnValue:
+    """Remove a subscription and the busy time it brought in."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    db.session.delete(_subscription_or_404(subscription_id))
+    db.session.commit()
+    flash("The subscription and its busy time are removed.", "info")
+    return redirect(url_for("staff.calendars"), code=303)
+
+
+@blueprint.post("/calendars/feeds/<int:practitioner_id>/rotate")
+@staff_only()
+def rotate_feed(practitioner_id: int) -> ResponseReturnValue:
+    """Give a practitioner's feed a new address; calendars subscribed to the old one stop."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    practitioner = _practitioner_or_404(practitioner_id)
+    practitioner.feed_token = new_feed_token()
+    db.session.commit()
+    flash(f"{practitioner.name}'s feed has a new address; subscribe to it again.", "info")
+    return redirect(url_for("staff.calendars"), code=303)
+
+
+def clashing_bookings(practitioner_ids: list[int]) -> list[Booking]:
+    """Return live bookings that overlap imported busy time (for the staff's attention)."""
+    start = now()
+    query = (
+        select(Booking)
+        .join(
+            BusyTime,
+            (BusyTime.practitioner_id == Booking.practitioner_id)
+            & (BusyTime.start_at < Booking.end_at)
+            & (BusyTime.end_at > Booking.start_at)
+            & BusyTime.cancelled.is_(False),
+        )
+        .where(
+            Booking.practitioner_id.in_(practitioner_ids),
+            Booking.status.in_(LIVE_STATUSES),
+            Booking.start_at >= start,
+        )
+        .order_by(Booking.start_at)
+        .distinct()
+        .limit(100)
+    )
+    return list(db.session.scalars(query))
