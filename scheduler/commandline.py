@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from scheduler.extensions import db
 
@@ -22,6 +22,12 @@ def database_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
+        except IntegrityError as exc:
+            db.session.rollback()
+            detail = str(exc.orig).splitlines()[0][:200]
+            raise click.ClickException(
+                f"the database refused the change, so nothing was saved ({detail})"
+            ) from exc
         except SQLAlchemyError as exc:
             db.session.rollback()
             raise click.ClickException(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time as monotonic_clock
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as wall_time
 from itertools import islice
@@ -285,6 +285,9 @@ class _Reader:
             occurrence = self._occurrence(master)
             return [occurrence] if self._wanted(occurrence) else []
         self._bound_rules(master)
+        # Instances the master generates carry its version; a moved one carries its own.
+        version = _version(master)
+        moved = {self._instant(_when(c["RECURRENCE-ID"])) for c in instances}
         calendar = Calendar()
         for component in (*timezones, master, *instances):
             calendar.add_component(component)
@@ -295,6 +298,8 @@ class _Reader:
                 occurrence = self._occurrence(event)
                 if occurrence.start >= self.window.end:
                     break
+                if occurrence.key not in moved:
+                    occurrence = replace(occurrence, sequence=version[0], dtstamp=version[1])
                 if self._wanted(occurrence):
                     occurrences.append(occurrence)
         except _Problem:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time as monotonic_clock
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate
@@ -127,7 +127,11 @@ def apply_busy(
     report = ImportReport()
     stored = _stored_events(session, practitioner, [s.uid for s in series])
     added: list[BusyTime] = []
+    seen: set[str] = set()
     for one in series:
+        if one.uid in seen:
+            session.flush()  # a second message about the same event in one file: apply in turn
+        seen.add(one.uid)
         event = stored.get(one.uid)
         if event is None:
             event = ExternalEvent(
@@ -188,23 +192,48 @@ def _apply_whole(
         else:
             report.skipped += 1
         return
-    wanted = [o for o in series.occurrences if not o.cancelled]
-    if was_live and _same(event.busy_times, wanted):
-        report.skipped += 1
-        return
-    if not wanted and not was_live:
+    if not was_live and not any(not o.cancelled for o in series.occurrences):
         report.skipped += 1  # nothing within the window, and nothing to take away
         return
-    event.cancelled = False
-    event.busy_times.clear()
-    for occurrence in wanted:
-        busy = _busy(event, occurrence)
-        event.busy_times.append(busy)
-        added.append(busy)
-    if was_live:
+    changed = _replace_occurrences(event, series, added)
+    if not was_live:
+        event.cancelled = False
+        report.imported += 1
+    elif changed:
         report.updated += 1
     else:
-        report.imported += 1
+        report.skipped += 1
+
+
+def _replace_occurrences(event: ExternalEvent, series: Series, added: list[BusyTime]) -> bool:
+    """Make the stored instances those of ``series``, in place; tell whether anything changed.
+
+    An instance changed by a later message (a moved or cancelled one with a higher SEQUENCE)
+    keeps that change: an older copy of the whole series does not undo it.
+    """
+    incoming = version_key(series.sequence, series.dtstamp)
+    wanted = {o.key: o for o in series.occurrences if not o.cancelled}
+    rows = {busy.occurrence: busy for busy in event.busy_times}
+    changed = False
+    for key, gone in rows.items():
+        if key not in wanted and version_key(gone.sequence, gone.dtstamp) <= incoming:
+            event.busy_times.remove(gone)
+            changed = changed or not gone.cancelled
+    for key, occurrence in wanted.items():
+        busy = rows.get(key)
+        if busy is None:
+            busy = _busy(event, occurrence)
+            event.busy_times.append(busy)
+        elif version_key(busy.sequence, busy.dtstamp) > incoming:
+            continue
+        elif not busy.cancelled and _shape(busy) == _shape(occurrence):
+            busy.sequence, busy.dtstamp = occurrence.sequence, occurrence.dtstamp
+            continue
+        else:
+            _copy(busy, occurrence)
+        added.append(busy)
+        changed = True
+    return changed
 
 
 def _apply_instances(
@@ -229,7 +258,7 @@ def _apply_instances(
                 report.skipped += 1 if busy.cancelled else 0
             busy.cancelled = True
             busy.sequence, busy.dtstamp = occurrence.sequence, occurrence.dtstamp
-        elif busy is not None and not busy.cancelled and _same([busy], [occurrence]):
+        elif busy is not None and not busy.cancelled and _shape(busy) == _shape(occurrence):
             report.skipped += 1
         else:
             if busy is None:
@@ -257,13 +286,11 @@ def _copy(busy: BusyTime, occurrence: Occurrence) -> None:
     busy.cancelled = occurrence.cancelled
 
 
-def _same(stored: Iterable[BusyTime], wanted: Iterable[Occurrence]) -> bool:
-    def shape(key: datetime, start: datetime, end: datetime, summary: str) -> tuple[object, ...]:
-        return (key, start, end, summary)
-
-    have = {shape(b.occurrence, b.start_at, b.end_at, b.summary) for b in stored if not b.cancelled}
-    want = {shape(o.key, o.start, o.end, o.summary) for o in wanted}
-    return have == want
+def _shape(item: BusyTime | Occurrence) -> tuple[datetime, datetime, str]:
+    """Return what a calendar shows of an instance: when, and what it is called."""
+    if isinstance(item, BusyTime):
+        return item.start_at, item.end_at, item.summary
+    return item.start, item.end, item.summary
 
 
 def remove_missing(
