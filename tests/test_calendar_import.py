@@ -741,3 +741,49 @@ def test_the_cli_prints_no_control_characters_from_an_imported_summary(app, sess
     assert not any(
         line.startswith(("END:", "BEGIN:", "UID:")) for line in result.output.splitlines()
     )
+
+
+# ------------------------------------------------------------- time limits and progress
+
+
+def test_a_file_that_takes_too_long_is_refused_whole(session, setup):
+    message = refuse(session, setup, "google/basic.ics", limits=Limits(seconds=0))
+
+    assert "took longer than 0 seconds" in message
+    assert count(session, BusyTime) == 0
+
+
+def test_a_rule_that_never_matches_is_stopped_and_reported_not_searched_to_9999(
+    session, setup, monkeypatch
+):
+    monkeypatch.setattr("scheduler.calendars.expansion.SERIES_SECONDS", 0.2)
+    never = (
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//hostile//EN\r\nBEGIN:VEVENT\r\n"
+        b"UID:never@hostile\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261125T100000Z\r\n"
+        b"DTEND:20261125T110000Z\r\nRRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30\r\n"
+        b"SUMMARY:Never again\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+    report = import_calendar_file(
+        session,
+        clinic=setup.clinic,
+        practitioner=setup.mei,
+        data=never,
+        name="never.ics",
+        now=NOW,
+        limits=Limits(seconds=5),
+    )
+
+    assert counts(report) == (0, 0, 0, 0, 1)
+    assert "its repetition rule takes too long to work out" in report.problems[0]
+    assert busy(session, setup.mei) == []
+
+
+def test_the_command_shows_progress_for_a_large_file(app, session, setup, monkeypatch):
+    monkeypatch.setattr("scheduler.calendars.commands.PROGRESS_FROM", 1)
+
+    result = run_cli(app, session, setup.mei, "google/basic.ics")
+
+    assert result.exit_code == 0
+    assert "Reading basic.ics" in result.stderr
+    assert "Reading" not in result.stdout, "the summary stays the only line on stdout"

@@ -8,13 +8,16 @@ without touching the rest. Nothing here reads or writes the database.
 
 from __future__ import annotations
 
+import sys
 import time as monotonic_clock
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as wall_time
 from itertools import islice
+from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -46,6 +49,8 @@ _METHODS = {"PUBLISH", "REQUEST", "ADD", "CANCEL"}
 MAX_UID_LENGTH = 500
 MAX_TEXT_LENGTH = 500
 FIRST_YEAR, LAST_YEAR = 1900, 2999
+# How long one series' rule may take to expand, when its parts could make it never match.
+SERIES_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,8 @@ def expand(
     """
     started = monotonic_clock.monotonic() if started is None else started
     result = Expansion()
-    reader = _Reader(tz, window, limits)
+    deadline = started + limits.seconds
+    reader = _Reader(tz, window, limits, deadline)
     work: list[tuple[bool, list[Component], dict[str, list[Component]]]] = []
     for calendar in calendars:
         method = str(calendar.get("METHOD", "PUBLISH")).strip().upper()
@@ -147,7 +153,7 @@ def expand(
     done = 0
     for cancel, timezones, groups in work:
         for uid, components in groups.items():
-            if monotonic_clock.monotonic() - started > limits.seconds:
+            if monotonic_clock.monotonic() > deadline:
                 raise CalendarFileError(
                     f"reading the file took longer than {limits.seconds:g} seconds; "
                     "split it into smaller files"
@@ -214,10 +220,11 @@ def clean_text(value: str, length: int = MAX_TEXT_LENGTH) -> str:
 class _Reader:
     """Reads series within one window, counting what it had to assume."""
 
-    def __init__(self, tz: ZoneInfo, window: Window, limits: Limits) -> None:
+    def __init__(self, tz: ZoneInfo, window: Window, limits: Limits, deadline: float) -> None:
         self.tz = tz
         self.window = window
         self.limits = limits
+        self.deadline = deadline
         self.floating = 0
 
     def series(
@@ -292,18 +299,23 @@ class _Reader:
         for component in (*timezones, master, *instances):
             calendar.add_component(component)
         occurrences: list[Occurrence] = []
+        deadline = min(self.deadline, monotonic_clock.monotonic() + SERIES_SECONDS)
+        guard = _time_limit(deadline) if _may_never_match(master) else nullcontext()
         try:
-            found = recurring_ical_events.of(calendar).after(self.window.start)
-            for event in islice(found, self.limits.max_occurrences + 1):
-                occurrence = self._occurrence(event)
-                if occurrence.start >= self.window.end:
-                    break
-                if occurrence.key not in moved:
-                    occurrence = replace(occurrence, sequence=version[0], dtstamp=version[1])
-                if self._wanted(occurrence):
-                    occurrences.append(occurrence)
+            with guard:
+                found = recurring_ical_events.of(calendar).after(self.window.start)
+                for event in islice(found, self.limits.max_occurrences + 1):
+                    occurrence = self._occurrence(event)
+                    if occurrence.start >= self.window.end:
+                        break
+                    if occurrence.key not in moved:
+                        occurrence = replace(occurrence, sequence=version[0], dtstamp=version[1])
+                    if self._wanted(occurrence):
+                        occurrences.append(occurrence)
         except _Problem:
             raise
+        except _OutOfTime as exc:
+            raise _Problem("its repetition rule takes too long to work out") from exc
         except Exception as exc:  # any failure of the expansion of hostile input is this event's
             raise _Problem(f"its repetition cannot be read ({clean_text(str(exc), 120)})") from exc
         if len(occurrences) > self.limits.max_occurrences:
@@ -313,7 +325,7 @@ class _Reader:
         return occurrences
 
     def _bound_rules(self, master: Component) -> None:
-        """End open-ended rules at the window's end, so that a rule that never matches stops."""
+        """End open-ended rules at the window's end, so that nothing past it is worked out."""
         start = master.get("DTSTART")
         if start is None:
             return
@@ -384,6 +396,44 @@ class _Reader:
                 cancelled=True,
             )
         return self._occurrence(component, cancelled=cancelled)
+
+
+class _OutOfTime(Exception):
+    """The expansion of one rule ran past its time."""
+
+
+# Rule parts that can combine into a rule that never matches (BYMONTH=2;BYMONTHDAY=30), for
+# which dateutil searches on to the year 9999 in a loop no UNTIL or COUNT ends.
+_RISKY_PARTS = {"BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYSETPOS", "BYHOUR", "BYMINUTE", "BYSECOND"}
+
+
+def _may_never_match(master: Component) -> bool:
+    for rule in _as_list(master.get("RRULE")):
+        if _RISKY_PARTS & {str(key).upper() for key in rule}:
+            return True
+        if any(str(day).lstrip("+-")[:1].isdigit() for day in rule.get("BYDAY", [])):
+            return True  # the fifth Friday of February
+    return False
+
+
+@contextmanager
+def _time_limit(deadline: float) -> Iterator[None]:
+    """Raise :class:`_OutOfTime` inside the code below once ``deadline`` passes.
+
+    A trace hook checks the clock whenever a Python function is entered: the only way to stop
+    a third-party loop from outside. It costs time, so it guards only rules that may need it.
+    """
+    previous = sys.gettrace()
+
+    def check(frame: FrameType, event: str, arg: object) -> None:
+        if monotonic_clock.monotonic() > deadline:
+            raise _OutOfTime
+
+    sys.settrace(check)
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
 
 
 def _as_list(value: Any) -> list[Any]:
