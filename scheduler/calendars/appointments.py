@@ -24,9 +24,9 @@ from scheduler.booking.operations import (
     find_or_create_patient,
     place_imported_booking,
 )
-from scheduler.calendars.expansion import Occurrence, Person, Series, expand, version_key
-from scheduler.calendars.imports import ImportReport, import_window
-from scheduler.calendars.reading import Limits, read_calendar_file
+from scheduler.calendars.expansion import Occurrence, Person, Series, version_key
+from scheduler.calendars.imports import ImportReport, read_series
+from scheduler.calendars.reading import Limits
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.timeutil import format_local
 
@@ -47,18 +47,13 @@ def import_appointments(
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """Read a file and apply its future events as the practitioner's bookings."""
-    parsed = read_calendar_file(data, name=name, limits=limits)
-    expansion = expand(
-        parsed.calendars,
-        tz=clinic.tz,
-        window=import_window(now),
-        limits=limits,
-        progress=progress,
+    expansion = read_series(
+        data, name=name, clinic=clinic, now=now, limits=limits, progress=progress
     )
     report = ImportReport(
         errors=len(expansion.problems),
         problems=list(expansion.problems),
-        notes=parsed.notes + expansion.notes,
+        notes=list(expansion.notes),
     )
     treatments = list(
         session.scalars(select(Treatment).where(Treatment.active.is_(True)).order_by(Treatment.id))
@@ -145,14 +140,19 @@ class _Importer:
             created_at=self.now,
             updated_at=self.now,
         )
+        if self._place(booking, series, occurrence, "not imported"):
+            self.report.imported += 1
+
+    def _place(self, booking: Booking, series: Series, occurrence: Occurrence, failed: str) -> bool:
+        """Put the booking at the occurrence's time, or report the clash that prevents it."""
         try:
             place_imported_booking(
                 self.session, booking=booking, start=occurrence.start, end=occurrence.end
             )
         except BookingError as exc:
-            self._problem(series, occurrence, f"not imported, it clashes: {exc.message}")
-            return
-        self.report.imported += 1
+            self._problem(series, occurrence, f"{failed}, it clashes: {exc.message}")
+            return False
+        return True
 
     def _update(self, booking: Booking, series: Series, occurrence: Occurrence) -> None:
         if booking.practitioner_id != self.practitioner.id:
@@ -165,12 +165,7 @@ class _Importer:
         if same or stale or not booking.is_live:
             self.report.skipped += 1
             return
-        try:
-            place_imported_booking(
-                self.session, booking=booking, start=occurrence.start, end=occurrence.end
-            )
-        except BookingError as exc:
-            self._problem(series, occurrence, f"not moved, it clashes: {exc.message}")
+        if not self._place(booking, series, occurrence, "not moved"):
             return
         booking.sequence = max(booking.sequence + 1, occurrence.sequence)
         booking.updated_at = self.now

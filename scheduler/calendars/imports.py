@@ -19,7 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from scheduler.booking.models import LIVE_STATUSES, Booking
-from scheduler.calendars.expansion import Occurrence, Series, Window, expand, version_key
+from scheduler.calendars.expansion import (
+    Expansion,
+    Occurrence,
+    Series,
+    Window,
+    expand,
+    version_key,
+)
 from scheduler.calendars.models import BusyTime, CalendarSubscription, ExternalEvent
 from scheduler.calendars.reading import Limits, read_calendar_file
 from scheduler.clinic.models import Clinic, Practitioner
@@ -78,6 +85,33 @@ class ImportReport:
         self.clashes.extend(other.clashes)
 
 
+def read_series(
+    data: bytes,
+    *,
+    name: str,
+    clinic: Clinic,
+    now: datetime,
+    limits: Limits,
+    progress: Callable[[int, int], None] | None = None,
+) -> Expansion:
+    """Read a file's series within the import window, under one time limit for both steps.
+
+    Raise :class:`~scheduler.calendars.reading.CalendarFileError` if the file is refused whole.
+    """
+    started = monotonic_clock.monotonic()
+    parsed = read_calendar_file(data, name=name, limits=limits)
+    expansion = expand(
+        parsed.calendars,
+        tz=clinic.tz,
+        window=import_window(now),
+        limits=limits,
+        started=started,
+        progress=progress,
+    )
+    expansion.notes[:0] = parsed.notes
+    return expansion
+
+
 def import_calendar_file(
     session: Session,
     *,
@@ -95,22 +129,15 @@ def import_calendar_file(
     Raise :class:`~scheduler.calendars.reading.CalendarFileError` before anything is written
     if the file is refused whole; a bad event in a good file is skipped and reported.
     """
-    started = monotonic_clock.monotonic()
-    parsed = read_calendar_file(data, name=name, limits=limits)
-    expansion = expand(
-        parsed.calendars,
-        tz=clinic.tz,
-        window=import_window(now),
-        limits=limits,
-        started=started,
-        progress=progress,
+    expansion = read_series(
+        data, name=name, clinic=clinic, now=now, limits=limits, progress=progress
     )
     report = apply_busy(
         session, practitioner=practitioner, series=expansion.series, subscription=subscription
     )
     report.errors += len(expansion.problems)
     report.problems.extend(expansion.problems)
-    report.notes[:0] = parsed.notes + expansion.notes
+    report.notes[:0] = expansion.notes
     if subscription is not None:
         report.add(remove_missing(session, subscription, {s.uid for s in expansion.series}))
     return report
