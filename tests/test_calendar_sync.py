@@ -296,3 +296,32 @@ def test_subscribe_refuses_the_same_address_twice(app, setup, server):
 
     assert result.exit_code == 1
     assert "already subscribed" in result.output
+
+
+def test_staff_sync_a_subscription_now_from_the_calendars_page(app, session, setup, server):
+    from scheduler.staff.models import Role, User
+    from tests.test_staff import PASSWORD, log_in, token_of
+
+    user = User(email="desk@clinic.example", role=Role.RECEPTION)
+    user.set_password(PASSWORD)
+    session.add(user)
+    session.commit()
+    server.paths["/mei.ics"] = Served(feed(DENTIST))
+    subscribe(app, setup, server.url("/mei.ics"))
+    session.rollback()
+    subscription = session.scalars(select(CalendarSubscription)).one()
+    client = app.test_client()
+    log_in(client, user.email)
+
+    answer = client.post(
+        f"/staff/calendars/subscriptions/{subscription.id}/sync",
+        data={"csrf_token": token_of(client)},
+    )
+
+    assert answer.status_code == 200
+    assert "imported 1, updated 0, cancelled 0, skipped 0, errors 0" in answer.text
+    assert busy(session, setup) == [
+        ("Dentist", london("2026-11-25", "10:00"), london("2026-11-25", "11:00"))
+    ]
+    session.rollback()
+    assert session.get(CalendarSubscription, subscription.id).last_synced_at is not None

@@ -302,17 +302,8 @@ def _flush_claim(
     now: datetime,
     ignore: Booking | None = None,
 ) -> None:
-    """Apply ``claim`` (a booking taking ``start``) and flush it in a savepoint.
-
-    A lost race becomes :class:`SlotUnavailable`, and the savepoint's rollback returns the
-    booking to what the database holds, so the caller's transaction stays usable.
-    """
-    try:
-        with session.begin_nested():
-            claim()
-    except DBAPIError as exc:
-        if not _taken(exc):
-            raise
+    """Apply ``claim`` (a booking taking ``start``); a lost race is :class:`SlotUnavailable`."""
+    if not _claimed(session, claim):
         raise SlotUnavailable(
             "Sorry, that time was just taken. These are the nearest free times.",
             alternatives(
@@ -324,7 +315,23 @@ def _flush_claim(
                 now=now,
                 ignore=ignore,
             ),
-        ) from exc
+        )
+
+
+def _claimed(session: Session, claim: Callable[[], None]) -> bool:
+    """Apply ``claim`` and flush it in a savepoint; tell whether the database let it through.
+
+    On a lost race the savepoint's rollback returns the booking to what the database holds,
+    so the caller's transaction stays usable.
+    """
+    try:
+        with session.begin_nested():
+            claim()
+    except DBAPIError as exc:
+        if not _taken(exc):
+            raise
+        return False
+    return True
 
 
 def find_or_create_patient(session: Session, details: PatientDetails) -> Patient:
@@ -492,17 +499,13 @@ def _free_room(
     )
     if ignore is not None and ignore.id is not None:
         taken = taken.where(Booking.id != ignore.id)
-    if ignore is not None and ignore.id is not None and ignore.room_id is not None:
-        # Keep the booking in its room when the room is still free.
-        preferred = session.scalars(
-            select(Room).where(
-                Room.id == ignore.room_id, Room.active.is_(True), Room.id.not_in(taken)
-            )
-        ).first()
+    free = select(Room).where(Room.active.is_(True), Room.id.not_in(taken))
+    if ignore is not None and ignore.room_id is not None:
+        # Keep a moved booking in its room when the room is still free.
+        preferred = session.scalars(free.where(Room.id == ignore.room_id)).first()
         if preferred is not None:
             return preferred
-    query = select(Room).where(Room.active.is_(True), Room.id.not_in(taken)).order_by(Room.id)
-    return session.scalars(query).first()
+    return session.scalars(free.order_by(Room.id)).first()
 
 
 def place_imported_booking(
@@ -530,13 +533,6 @@ def place_imported_booking(
         if booking.id is None:
             session.add(booking)
 
-    try:
-        with session.begin_nested():
-            place()
-    except DBAPIError as exc:
-        if not _taken(exc):
-            raise
-        raise SlotUnavailable(
-            f"{booking.practitioner.name} already has a booking then", []
-        ) from exc
+    if not _claimed(session, place):
+        raise SlotUnavailable(f"{booking.practitioner.name} already has a booking then", [])
     return booking

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -24,9 +24,8 @@ from scheduler.booking.operations import (
     find_or_create_patient,
     place_imported_booking,
 )
-from scheduler.calendars.expansion import Occurrence, Person, Series, version_key
-from scheduler.calendars.imports import ImportReport, read_series
-from scheduler.calendars.reading import Limits
+from scheduler.calendars.expansion import Expansion, Occurrence, Person, Series, version_key
+from scheduler.calendars.imports import ImportReport
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.timeutil import format_local
 
@@ -40,16 +39,10 @@ def import_appointments(
     *,
     clinic: Clinic,
     practitioner: Practitioner,
-    data: bytes,
-    name: str,
+    expansion: Expansion,
     now: datetime,
-    limits: Limits,
-    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Read a file and apply its future events as the practitioner's bookings."""
-    expansion = read_series(
-        data, name=name, clinic=clinic, now=now, limits=limits, progress=progress
-    )
+    """Apply series read from a file (future events only) as the practitioner's bookings."""
     report = ImportReport(
         errors=len(expansion.problems),
         problems=list(expansion.problems),

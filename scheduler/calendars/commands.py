@@ -17,14 +17,15 @@ from sqlalchemy.orm import Session
 from scheduler.calendars.appointments import import_appointments
 from scheduler.calendars.export import practitioner_feed
 from scheduler.calendars.feeds import feed_bookings
-from scheduler.calendars.imports import ImportReport, import_calendar_file
+from scheduler.calendars.imports import ImportReport, import_busy, read_series
 from scheduler.calendars.models import CalendarSubscription
-from scheduler.calendars.reading import CalendarFileError, limits_from
+from scheduler.calendars.reading import CalendarFileError, limits_from, read_capped
 from scheduler.calendars.subscriptions import (
     SubscriptionError,
+    apply_refresh,
     label,
     normalise_url,
-    sync_subscription,
+    refresh,
 )
 from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
 from scheduler.commandline import database_errors
@@ -181,7 +182,7 @@ def import_files(ctx: click.Context, files: tuple[Path, ...], key: str, kind: st
     others go on. Ends with one line: imported N, updated N, cancelled N, skipped N, errors N.
     """
     session = db.session()
-    _clinic(session)
+    tz = _clinic(session).tz
     _practitioner(session, key)  # fail on a wrong address before reading any file
     session.rollback()
     limits = limits_from(current_app.config)
@@ -189,30 +190,31 @@ def import_files(ctx: click.Context, files: tuple[Path, ...], key: str, kind: st
     refused = 0
     for path in files:
         try:
-            data = _read(path, limits.max_bytes)
-            begin_write(session)
-            clinic = _clinic(session)
-            practitioner = _practitioner(session, key)
-            apply = import_appointments if kind == "appointments" else import_calendar_file
             with _Progress(f"Reading {path.name}") as progress:
-                report = apply(
-                    session,
-                    clinic=clinic,
-                    practitioner=practitioner,
-                    data=data,
+                expansion = read_series(
+                    _read(path, limits.max_bytes),
                     name=path.name,
+                    tz=tz,
                     now=now(),
                     limits=limits,
                     progress=progress,
                 )
-            _show(report, clinic)
-            session.commit()
         except CalendarFileError as exc:
-            session.rollback()
             refused += 1
             total.errors += 1
             click.echo(f"Error: {path}: {exc.message}; nothing from it was imported", err=True)
             continue
+        begin_write(session)  # reading took no lock; applying the file takes it
+        clinic = _clinic(session)
+        practitioner = _practitioner(session, key)
+        if kind == "appointments":
+            report = import_appointments(
+                session, clinic=clinic, practitioner=practitioner, expansion=expansion, now=now()
+            )
+        else:
+            report = import_busy(session, practitioner=practitioner, expansion=expansion)
+        _show(report, clinic)
+        session.commit()
         total.add(report)
     click.echo(total.summary())
     if refused:
@@ -223,14 +225,9 @@ def _read(path: Path, max_bytes: int) -> bytes:
     """Read a file, refusing one over the size cap before reading it all."""
     try:
         with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
+            return read_capped(handle, max_bytes)
     except OSError as exc:
         raise CalendarFileError(f"cannot read it ({exc.strerror})") from exc
-    if len(data) > max_bytes:
-        raise CalendarFileError(
-            f"it is larger than the limit of {max_bytes} bytes (CALENDAR_IMPORT_MAX_BYTES)"
-        )
-    return data
 
 
 @calendar.command("subscribe")
@@ -270,25 +267,35 @@ def subscribe(url: str, key: str, name: str) -> None:
 def sync(ctx: click.Context) -> None:
     """Fetch every subscribed outside calendar and apply what changed."""
     session = db.session()
-    clinic = _clinic(session)
+    tz = _clinic(session).tz
     limits = limits_from(current_app.config)
-    ids = list(session.scalars(select(CalendarSubscription.id).order_by(CalendarSubscription.id)))
+    targets = session.execute(
+        select(
+            CalendarSubscription.id,
+            CalendarSubscription.url,
+            CalendarSubscription.etag,
+            CalendarSubscription.last_modified,
+        ).order_by(CalendarSubscription.id)
+    ).all()
     session.rollback()
     total = ImportReport()
     failed = 0
-    for subscription_id in ids:
-        begin_write(session)
-        subscription = session.get(CalendarSubscription, subscription_id)
-        if subscription is None:  # removed meanwhile
-            session.rollback()
-            continue
-        report = sync_subscription(
-            session,
-            clinic=clinic,
-            subscription=subscription,
+    for target in targets:
+        # Fetching and reading take no lock: another server may be slow, bookings go on.
+        refreshed = refresh(
+            target.url,
+            etag=target.etag,
+            last_modified=target.last_modified,
+            tz=tz,
             now=now(),
             limits=limits,
         )
+        begin_write(session)
+        subscription = session.get(CalendarSubscription, target.id)
+        if subscription is None:  # removed meanwhile
+            session.rollback()
+            continue
+        report = apply_refresh(session, subscription, refreshed, now())
         name = label(subscription)
         session.commit()
         if report.errors and not report.imported + report.updated + report.cancelled:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -89,20 +90,21 @@ def read_series(
     data: bytes,
     *,
     name: str,
-    clinic: Clinic,
+    tz: ZoneInfo,
     now: datetime,
     limits: Limits,
     progress: Callable[[int, int], None] | None = None,
 ) -> Expansion:
     """Read a file's series within the import window, under one time limit for both steps.
 
-    Raise :class:`~scheduler.calendars.reading.CalendarFileError` if the file is refused whole.
+    This touches no database, so callers do it before taking the write lock. Raise
+    :class:`~scheduler.calendars.reading.CalendarFileError` if the file is refused whole.
     """
     started = monotonic_clock.monotonic()
     parsed = read_calendar_file(data, name=name, limits=limits)
     expansion = expand(
         parsed.calendars,
-        tz=clinic.tz,
+        tz=tz,
         window=import_window(now),
         limits=limits,
         started=started,
@@ -130,8 +132,24 @@ def import_calendar_file(
     if the file is refused whole; a bad event in a good file is skipped and reported.
     """
     expansion = read_series(
-        data, name=name, clinic=clinic, now=now, limits=limits, progress=progress
+        data, name=name, tz=clinic.tz, now=now, limits=limits, progress=progress
     )
+    return import_busy(
+        session, practitioner=practitioner, expansion=expansion, subscription=subscription
+    )
+
+
+def import_busy(
+    session: Session,
+    *,
+    practitioner: Practitioner,
+    expansion: Expansion,
+    subscription: CalendarSubscription | None = None,
+) -> ImportReport:
+    """Apply series read from a file as the practitioner's busy time, with the file's notes.
+
+    For a subscription, its events that the file no longer holds are removed.
+    """
     report = apply_busy(
         session, practitioner=practitioner, series=expansion.series, subscription=subscription
     )
@@ -276,13 +294,13 @@ def _apply_instances(
         if busy is not None and _is_stale(occurrence.sequence, occurrence.dtstamp, busy):
             report.skipped += 1
         elif occurrence.cancelled:
+            if busy is None or busy.cancelled:
+                report.skipped += 1  # nothing was blocked; the instance is kept as cancelled
+            else:
+                report.cancelled += 1
             if busy is None:
                 busy = _busy(event, occurrence)
                 event.busy_times.append(busy)
-                report.skipped += 1
-            else:
-                report.cancelled += 0 if busy.cancelled else 1
-                report.skipped += 1 if busy.cancelled else 0
             busy.cancelled = True
             busy.sequence, busy.dtstamp = occurrence.sequence, occurrence.dtstamp
         elif busy is not None and not busy.cancelled and _shape(busy) == _shape(occurrence):

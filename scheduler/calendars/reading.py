@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 
 from icalendar import Calendar
 
@@ -50,6 +50,29 @@ class CalendarFileError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class Readable(Protocol):
+    """Anything with ``read(size)``: an open file, an upload, an HTTP response."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def read_capped(stream: Readable, max_bytes: int, *, declared: str | None = None) -> bytes:
+    """Read at most ``max_bytes`` from ``stream``, refusing more before it is all read.
+
+    ``declared`` is a length the sender announced (Content-Length), refused at once if too big.
+    """
+    too_large = CalendarFileError(
+        f"the file is larger than {max_bytes} bytes "
+        f"(CALENDAR_IMPORT_MAX_BYTES sets the limit of {max_bytes} bytes)"
+    )
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise too_large
+    return data
 
 
 @dataclass

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from scheduler.calendars.imports import ImportReport, import_calendar_file
+from scheduler.calendars.expansion import Expansion
+from scheduler.calendars.imports import ImportReport, import_busy, read_series
 from scheduler.calendars.models import CalendarSubscription
-from scheduler.calendars.reading import CalendarFileError, Limits
-from scheduler.clinic.models import Clinic
+from scheduler.calendars.reading import CalendarFileError, Limits, read_capped
 
 TIMEOUT_SECONDS = 20.0
 USER_AGENT = "acupuncture-scheduler calendar sync"
@@ -85,7 +86,11 @@ def fetch(
     max_bytes: int,
     timeout: float = TIMEOUT_SECONDS,
 ) -> Fetched:
-    """Fetch a calendar, conditionally; raise :class:`SubscriptionError` on any failure."""
+    """Fetch a calendar, conditionally.
+
+    Raise :class:`SubscriptionError` if it cannot be fetched, :class:`CalendarFileError` if it
+    is larger than ``max_bytes``.
+    """
     # normalise_url lets only http and https through, and the opener has no other handlers.
     request = urllib.request.Request(normalise_url(url), headers={"User-Agent": USER_AGENT})  # noqa: S310
     if etag:
@@ -94,12 +99,8 @@ def fetch(
         request.add_header("If-Modified-Since", last_modified)
     try:
         with _opener().open(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise SubscriptionError(f"the calendar is larger than {max_bytes} bytes")
-            body = response.read(max_bytes + 1)
-            if len(body) > max_bytes:
-                raise SubscriptionError(f"the calendar is larger than {max_bytes} bytes")
+            declared = response.headers.get("Content-Length")
+            body = read_capped(response, max_bytes, declared=declared)
             return Fetched(
                 body, response.headers.get("ETag"), response.headers.get("Last-Modified")
             )
@@ -115,46 +116,60 @@ def fetch(
         raise SubscriptionError(f"the download failed ({type(exc).__name__}: {exc})") from exc
 
 
-def sync_subscription(
-    session: Session,
+@dataclass(frozen=True)
+class Refreshed:
+    """What fetching a subscription found: its series, nothing new (a 304), or a failure."""
+
+    expansion: Expansion | None
+    etag: str | None
+    last_modified: str | None
+    error: str = ""
+
+
+def refresh(
+    url: str,
     *,
-    clinic: Clinic,
-    subscription: CalendarSubscription,
+    etag: str | None,
+    last_modified: str | None,
+    tz: ZoneInfo,
     now: datetime,
     limits: Limits,
     timeout: float = TIMEOUT_SECONDS,
+) -> Refreshed:
+    """Fetch and read a subscribed calendar, touching no database (and so holding no lock)."""
+    try:
+        fetched = fetch(
+            url, etag=etag, last_modified=last_modified, max_bytes=limits.max_bytes, timeout=timeout
+        )
+        expansion = None
+        if fetched.body is not None:
+            expansion = read_series(fetched.body, name=url, tz=tz, now=now, limits=limits)
+    except (SubscriptionError, CalendarFileError) as exc:
+        return Refreshed(None, etag, last_modified, exc.message)
+    return Refreshed(expansion, fetched.etag, fetched.last_modified)
+
+
+def apply_refresh(
+    session: Session, subscription: CalendarSubscription, refreshed: Refreshed, now: datetime
 ) -> ImportReport:
-    """Fetch one subscription and apply it: new and changed events, and those now gone.
+    """Apply what :func:`refresh` found: new and changed events, and those now gone.
 
     A failure is recorded on the subscription (for the staff area) and counted as an error;
     the busy time already imported stays as it was.
     """
-    try:
-        fetched = fetch(
-            subscription.url,
-            etag=subscription.etag,
-            last_modified=subscription.last_modified,
-            max_bytes=limits.max_bytes,
-            timeout=timeout,
-        )
-        report = ImportReport()
-        if fetched.body is not None:
-            with session.begin_nested():
-                report = import_calendar_file(
-                    session,
-                    clinic=clinic,
-                    practitioner=subscription.practitioner,
-                    data=fetched.body,
-                    name=subscription.url,
-                    now=now,
-                    limits=limits,
-                    subscription=subscription,
-                )
-    except (SubscriptionError, CalendarFileError) as exc:
-        subscription.last_error = exc.message
+    if refreshed.error:
+        subscription.last_error = refreshed.error
         subscription.last_error_at = now
-        return ImportReport(errors=1, problems=[f"{label(subscription)}: {exc.message}"])
-    subscription.etag, subscription.last_modified = fetched.etag, fetched.last_modified
+        return ImportReport(errors=1, problems=[f"{label(subscription)}: {refreshed.error}"])
+    report = ImportReport()
+    if refreshed.expansion is not None:
+        report = import_busy(
+            session,
+            practitioner=subscription.practitioner,
+            expansion=refreshed.expansion,
+            subscription=subscription,
+        )
+    subscription.etag, subscription.last_modified = refreshed.etag, refreshed.last_modified
     subscription.last_synced_at = now
     subscription.last_error = ""
     subscription.last_error_at = None

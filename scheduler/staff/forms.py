@@ -39,10 +39,6 @@ class PasswordChangeForm(FlaskForm):
     )
 
 
-class ActionForm(FlaskForm):
-    """A button that changes something: only the CSRF token."""
-
-
 class ImportForm(FlaskForm):
     """Calendar files to import for a practitioner."""
 

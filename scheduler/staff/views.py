@@ -15,16 +15,21 @@ from wtforms.fields.choices import SelectChoice
 
 from scheduler.booking.models import LIVE_STATUSES, Booking
 from scheduler.calendars.appointments import import_appointments
-from scheduler.calendars.imports import ImportReport, import_calendar_file
+from scheduler.calendars.expansion import Expansion
+from scheduler.calendars.imports import ImportReport, import_busy, read_series
 from scheduler.calendars.models import BusyTime, CalendarSubscription
-from scheduler.calendars.reading import CalendarFileError, limits_from
-from scheduler.calendars.subscriptions import SubscriptionError, normalise_url, sync_subscription
+from scheduler.calendars.reading import CalendarFileError, limits_from, read_capped
+from scheduler.calendars.subscriptions import (
+    SubscriptionError,
+    apply_refresh,
+    normalise_url,
+    refresh,
+)
 from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
 from scheduler.db import begin_write
 from scheduler.extensions import db
 from scheduler.staff.auth import authenticate, practitioners_visible_to, staff_only
 from scheduler.staff.forms import (
-    ActionForm,
     ImportForm,
     LoginForm,
     PasswordChangeForm,
@@ -35,11 +40,14 @@ from scheduler.web import clinic_or_503, external_url, now
 
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
 F = TypeVar("F", bound=Callable[..., Any])
-GENERIC_LOGIN_ERROR = "That email and password do not match an account, or the account is locked for a while after too many attempts."  # noqa: E501
+GENERIC_LOGIN_ERROR = (
+    "That email and password do not match an account, "
+    "or the account is locked for a while after too many attempts."
+)
 
 
 def takes_write_lock_itself(view: F) -> F:
-    """Mark a view that reads its upload before taking the database's write lock."""
+    """Mark a view that reads files or the network before taking the database's write lock."""
     view.takes_write_lock_itself = True  # type: ignore[attr-defined]
     return view
 
@@ -79,9 +87,7 @@ def login() -> ResponseReturnValue:
 @blueprint.post("/logout")
 @staff_only()
 def logout() -> ResponseReturnValue:
-    """Log out (a POST, so that no link or image can do it)."""
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    """Log out (a POST with the CSRF token, so that no link or image can do it)."""
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("staff.login"), code=303)
@@ -121,9 +127,12 @@ def _practitioner_or_404(practitioner_id: int) -> Practitioner:
     abort(404)
 
 
-def _choices(form: ImportForm | SubscriptionForm) -> list[Practitioner]:
+def _with_choices(*forms: ImportForm | SubscriptionForm) -> list[Practitioner]:
+    """Offer the practitioners the current user may manage; return them."""
     visible = practitioners_visible_to(db.session(), _user())
-    form.practitioner.choices = [SelectChoice(str(p.id), p.name) for p in visible]
+    choices = [SelectChoice(str(p.id), p.name) for p in visible]
+    for form in forms:
+        form.practitioner.choices = choices
     return visible
 
 
@@ -136,8 +145,7 @@ def _calendars_page(
     clinic = clinic_or_503()
     import_form = import_form or ImportForm()
     subscription_form = subscription_form or SubscriptionForm()
-    visible = _choices(import_form)
-    _choices(subscription_form)
+    visible = _with_choices(import_form, subscription_form)
     ids = [p.id for p in visible]
     subscriptions = db.session.scalars(
         select(CalendarSubscription)
@@ -163,7 +171,6 @@ def _calendars_page(
         clinic=clinic,
         import_form=import_form,
         subscription_form=subscription_form,
-        action=ActionForm(),
         subscriptions=subscriptions,
         busy=busy,
         names=names,
@@ -189,41 +196,38 @@ def import_files() -> ResponseReturnValue:
     limits = limits_from(current_app.config)
     request.max_content_length = limits.max_bytes * 4 + 64 * 1024
     form = ImportForm()
-    _choices(form)
+    _with_choices(form)  # so a practitioner the user may not manage does not validate
     if not form.validate_on_submit():
         return _calendars_page(import_form=form, status=422)
     practitioner_id = form.practitioner.data
     kind = form.kind.data
     if kind == "appointments" and _user().role is Role.PRACTITIONER:
         abort(403)
-    _practitioner_or_404(practitioner_id)
-    uploads = [
-        (f.filename or "calendar.ics", f.stream.read(limits.max_bytes + 1)) for f in form.files.data
-    ]
-    db.session.rollback()  # reading the upload took no lock; applying it does
+    clinic = clinic_or_503()
     total = ImportReport()
-    for name, data in uploads:
-        begin_write(db.session())
-        clinic = clinic_or_503()
-        practitioner = db.session.get_one(Practitioner, practitioner_id)
-        apply = import_appointments if kind == "appointments" else import_calendar_file
+    read: list[Expansion] = []
+    for upload in form.files.data:
+        name = upload.filename or "calendar.ics"
         try:
-            if len(data) > limits.max_bytes:
-                raise CalendarFileError(f"the file is larger than {limits.max_bytes} bytes")
-            report = apply(
-                db.session(),
-                clinic=clinic,
-                practitioner=practitioner,
-                data=data,
-                name=name,
-                now=now(),
-                limits=limits,
-            )
+            data = read_capped(upload.stream, limits.max_bytes)
+            read.append(read_series(data, name=name, tz=clinic.tz, now=now(), limits=limits))
         except CalendarFileError as exc:
-            db.session.rollback()
             total.errors += 1
             total.problems.append(f"{name} was not imported: {exc.message}")
-            continue
+    db.session.rollback()  # reading took no lock; applying each file does
+    for expansion in read:
+        begin_write(db.session())
+        practitioner = db.session.get_one(Practitioner, practitioner_id)
+        if kind == "appointments":
+            report = import_appointments(
+                db.session(),
+                clinic=clinic_or_503(),
+                practitioner=practitioner,
+                expansion=expansion,
+                now=now(),
+            )
+        else:
+            report = import_busy(db.session(), practitioner=practitioner, expansion=expansion)
         db.session.commit()
         total.add(report)
     status = 200 if total.errors == 0 else 422
@@ -235,10 +239,10 @@ def import_files() -> ResponseReturnValue:
 def subscribe() -> ResponseReturnValue:
     """Subscribe a practitioner to an outside calendar's address."""
     form = SubscriptionForm()
-    _choices(form)
+    visible = _with_choices(form)
     if not form.validate_on_submit():
         return _calendars_page(subscription_form=form, status=422)
-    practitioner = _practitioner_or_404(form.practitioner.data)
+    practitioner = next(p for p in visible if p.id == form.practitioner.data)
     try:
         url = normalise_url(form.url.data or "")
     except SubscriptionError as exc:
@@ -273,18 +277,24 @@ def _subscription_or_404(subscription_id: int) -> CalendarSubscription:
 
 @blueprint.post("/calendars/subscriptions/<int:subscription_id>/sync")
 @staff_only()
+@takes_write_lock_itself
 def sync(subscription_id: int) -> ResponseReturnValue:
-    """Fetch one subscription now."""
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    """Fetch one subscription now; the download holds no database lock."""
     subscription = _subscription_or_404(subscription_id)
-    report = sync_subscription(
-        db.session(),
-        clinic=clinic_or_503(),
-        subscription=subscription,
+    url, etag, last_modified = subscription.url, subscription.etag, subscription.last_modified
+    tz = clinic_or_503().tz
+    db.session.rollback()
+    refreshed = refresh(
+        url,
+        etag=etag,
+        last_modified=last_modified,
+        tz=tz,
         now=now(),
         limits=limits_from(current_app.config),
     )
+    begin_write(db.session())
+    subscription = _subscription_or_404(subscription_id)  # it may have gone meanwhile
+    report = apply_refresh(db.session(), subscription, refreshed, now())
     db.session.commit()
     return _calendars_page(report=report, status=200)
 
@@ -293,8 +303,6 @@ def sync(subscription_id: int) -> ResponseReturnValue:
 @staff_only()
 def unsubscribe(subscription_id: int) -> ResponseReturnValue:
     """Remove a subscription and the busy time it brought in."""
-    if not ActionForm().validate_on_submit():
-        abort(400)
     db.session.delete(_subscription_or_404(subscription_id))
     db.session.commit()
     flash("The subscription and its busy time are removed.", "info")
@@ -305,8 +313,6 @@ def unsubscribe(subscription_id: int) -> ResponseReturnValue:
 @staff_only()
 def rotate_feed(practitioner_id: int) -> ResponseReturnValue:
     """Give a practitioner's feed a new address; calendars subscribed to the old one stop."""
-    if not ActionForm().validate_on_submit():
-        abort(400)
     practitioner = _practitioner_or_404(practitioner_id)
     practitioner.feed_token = new_feed_token()
     db.session.commit()
