@@ -102,8 +102,10 @@ def register_commands(app: Flask) -> None:
     """Add the ``flask --app scheduler …`` commands."""
     from scheduler.calendars.commands import calendar
     from scheduler.demo.commands import demo
+    from scheduler.notifications.commands import notifications
     from scheduler.staff.commands import users
 
     app.cli.add_command(demo)
     app.cli.add_command(calendar)
     app.cli.add_command(users)
+    app.cli.add_command(notifications)

@@ -71,6 +71,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "BASE_URL": base_url,
         "MAIL_FROM": os.environ.get("MAIL_FROM", "clinic@localhost"),
         "SMTP_URL": os.environ.get("SMTP_URL", ""),
+        "SMTP_TIMEOUT": _number("SMTP_TIMEOUT", 30),
         "RATELIMIT_ENABLED": _flag("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         # A patient may leave the details form open for a while: the CSRF token lasts as long

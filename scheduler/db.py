@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, MetaData, event
+from sqlalchemy import DateTime, Dialect, Engine, Enum, MetaData, event
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
@@ -50,6 +51,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def value_enum(enum_class: type[enum.StrEnum], name: str) -> Enum:
+    """Return a column type storing ``enum_class`` by value, checked by a named constraint.
+
+    A string rather than a native enum, so adding a value needs no ``ALTER TYPE`` on PostgreSQL.
+    """
+    return Enum(
+        enum_class,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda members: [member.value for member in members],
+        name=name,
+    )
 
 
 def utcnow() -> datetime:

@@ -3,6 +3,8 @@
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.calendars.models import BusyTime, CalendarSubscription, ExternalEvent
 from scheduler.clinic.models import (
+    ChecklistItem,
+    ChecklistSection,
     Clinic,
     Practitioner,
     Room,
@@ -11,6 +13,7 @@ from scheduler.clinic.models import (
     WorkingHours,
     practitioner_treatments,
 )
+from scheduler.notifications.models import DeliveryAttempt, Notification
 from scheduler.patients.models import Patient
 from scheduler.staff.models import Role, User
 
@@ -19,8 +22,12 @@ __all__ = [
     "BookingStatus",
     "BusyTime",
     "CalendarSubscription",
+    "ChecklistItem",
+    "ChecklistSection",
     "Clinic",
+    "DeliveryAttempt",
     "ExternalEvent",
+    "Notification",
     "Patient",
     "Practitioner",
     "Role",

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from scheduler import create_app
 from scheduler.booking.models import Booking
 from scheduler.booking.operations import PatientDetails, book_session
+from scheduler.clinic.checklists import default_items
 from scheduler.clinic.models import Clinic, Practitioner, Room, TimeOff, Treatment, WorkingHours
 from scheduler.config import database_url
 from scheduler.extensions import db
@@ -148,6 +149,7 @@ def make_clinic(session: Session) -> Callable[..., Clinic]:
         values.update(params)
         clinic = Clinic(**values)
         session.add(clinic)
+        session.add_all(default_items(clinic))
         session.commit()
         return clinic
 

@@ -15,6 +15,7 @@ from scheduler.calendars.export import (
     clean_text,
     first_name_and_initial,
 )
+from scheduler.clinic.checklists import checklist_for
 from scheduler.clinic.models import Practitioner
 from tests.calendar_readers import check_all, split_by_uid
 from tests.conftest import london
@@ -32,10 +33,11 @@ def unfolded(data: bytes) -> list[str]:
     return data.decode().replace("\r\n ", "").split("\r\n")
 
 
-def test_a_download_carries_the_clinic_zone_and_an_rrule_vtimezone(book, setup, clock):
+def test_a_download_carries_the_clinic_zone_and_an_rrule_vtimezone(book, setup, clock, session):
     booking = book(london("2026-11-24", "10:00"), practitioner=setup.mei)
+    checklist = checklist_for(session, setup.clinic, booking.treatment).before(booking.treatment)
 
-    data = booking_calendar(setup.clinic, booking, base_url=BASE, now=clock())
+    data = booking_calendar(setup.clinic, booking, base_url=BASE, now=clock(), checklist=checklist)
 
     lines = unfolded(data)
     assert "METHOD:PUBLISH" in lines

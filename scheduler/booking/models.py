@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from scheduler.clinic.models import Practitioner, Room, Treatment
-from scheduler.db import Base, UTCDateTime, utcnow
+from scheduler.db import Base, UTCDateTime, utcnow, value_enum
 from scheduler.patients.models import Patient
 
 
@@ -52,14 +52,7 @@ class Booking(Base):
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)
     blocked_until: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[BookingStatus] = mapped_column(
-        Enum(
-            BookingStatus,
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=lambda statuses: [s.value for s in statuses],
-            name="booking_status",
-        ),
+        value_enum(BookingStatus, "booking_status"),
         default=BookingStatus.CONFIRMED,
     )
     manage_token: Mapped[str] = mapped_column(String(64), unique=True)

@@ -40,6 +40,11 @@ from scheduler.clinic.models import (
     WorkingHours,
     practitioner_treatments,
 )
+from scheduler.notifications.operations import (
+    queue_for_cancellation,
+    queue_for_new_booking,
+    queue_for_reschedule,
+)
 from scheduler.patients.models import Patient
 from scheduler.timeutil import day_bounds, format_local
 
@@ -372,7 +377,8 @@ def book_session(
     """Book ``treatment`` at ``start`` with ``practitioner`` (``None``: anyone free).
 
     Raises :class:`BookingError` when the request breaks a rule and :class:`SlotUnavailable`
-    when the time is not free, including when another booking wins a race for it.
+    when the time is not free, including when another booking wins a race for it. The
+    confirmation, checklists and aftercare are queued with the booking.
     """
     if not treatment.active:
         raise BookingError("That treatment is no longer offered.", field="service")
@@ -413,6 +419,7 @@ def book_session(
         start=start,
         now=now,
     )
+    queue_for_new_booking(session, clinic=clinic, booking=booking, now=now)
     return booking
 
 
@@ -431,7 +438,10 @@ def _check_changeable(booking: Booking, now: datetime) -> None:
 def reschedule_booking(
     session: Session, *, clinic: Clinic, booking: Booking, start: datetime, now: datetime
 ) -> Booking:
-    """Move ``booking`` to ``start`` with the same practitioner, keeping its identity."""
+    """Move ``booking`` to ``start`` with the same practitioner, keeping its identity.
+
+    The update is queued and the checklists and aftercare re-timed with the move.
+    """
     _check_changeable(booking, now)
     if start == booking.start_at:
         raise BookingError("The booking is already at that time.", field="start")
@@ -445,6 +455,7 @@ def reschedule_booking(
         ignore=booking,
     )
     room = session.get_one(Room, slot.room_id)
+    previous_start = booking.start_at
 
     def move() -> None:
         booking.start_at = slot.start
@@ -464,6 +475,9 @@ def reschedule_booking(
         now=now,
         ignore=booking,
     )
+    queue_for_reschedule(
+        session, clinic=clinic, booking=booking, previous_start=previous_start, now=now
+    )
     return booking
 
 
@@ -475,7 +489,10 @@ def is_late_cancellation(clinic: Clinic, booking: Booking, now: datetime) -> boo
 def cancel_booking(
     session: Session, *, clinic: Clinic, booking: Booking, reason: str = "", now: datetime
 ) -> Booking:
-    """Cancel ``booking``, freeing its time; inside the late window it is recorded as late."""
+    """Cancel ``booking``, freeing its time; inside the late window it is recorded as late.
+
+    What was still to be sent about the visit is dropped and the cancellation queued.
+    """
     _check_changeable(booking, now)
     booking.status = BookingStatus.CANCELLED
     booking.cancelled_at = now
@@ -484,6 +501,7 @@ def cancel_booking(
     booking.sequence += 1
     booking.updated_at = now
     session.flush()
+    queue_for_cancellation(session, booking=booking, now=now)
     return booking
 
 

@@ -38,8 +38,8 @@ from scheduler.booking.operations import (
     reschedule_booking,
 )
 from scheduler.calendars.export import booking_calendar
+from scheduler.clinic.checklists import checklist_for
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
-from scheduler.clinic.preparation import FIRST_VISIT, PREPARATION
 from scheduler.extensions import db
 from scheduler.timeutil import parse_iso_datetime
 from scheduler.web import clinic_or_503, now, uid_host
@@ -268,7 +268,7 @@ def manage(token: str) -> ResponseReturnValue:
     """Show a booking with its checklist and the ways to change it."""
     clinic = clinic_or_503()
     booking = _booking_or_404(token)
-    checklist = (FIRST_VISIT if booking.treatment.first_visit else ()) + PREPARATION
+    checklist = checklist_for(db.session(), clinic, booking.treatment).before(booking.treatment)
     return render_template(
         "booking/manage.html",
         clinic=clinic,
@@ -283,7 +283,13 @@ def ics(token: str) -> Response:
     """Download the booking as a calendar file."""
     clinic = clinic_or_503()
     booking = _booking_or_404(token)
-    body = booking_calendar(clinic, booking, base_url=current_app.config["BASE_URL"], now=now())
+    body = booking_calendar(
+        clinic,
+        booking,
+        base_url=current_app.config["BASE_URL"],
+        now=now(),
+        checklist=checklist_for(db.session(), clinic, booking.treatment).before(booking.treatment),
+    )
     return Response(
         body,
         mimetype="text/calendar",

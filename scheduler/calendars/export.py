@@ -18,7 +18,6 @@ from icalendar import Calendar, Event, vCalAddress, vText
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.calendars.timezones import vtimezone
 from scheduler.clinic.models import Clinic, Practitioner
-from scheduler.clinic.preparation import FIRST_VISIT, PREPARATION
 
 PRODID = "-//Acupuncture Scheduler//EN"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
@@ -67,20 +66,22 @@ def booking_event(
     stamp: datetime,
     method: Method = Method.PUBLISH,
     patient_label: str | None = None,
+    checklist: Sequence[str] = (),
 ) -> Event:
     """Return the VEVENT of one booking.
 
     ``stamp`` is the DTSTAMP (now, for a message; the last change, for a feed that must stay
     byte-identical while nothing changes). ``patient_label`` replaces the patient's name in
     the summary (feeds show first name and initial); invites name the patient as ATTENDEE.
+    ``checklist`` is how to prepare, for the patient's copies.
     """
     tz = clinic.tz
     link = manage_url(base_url, booking)
-    checklist = (FIRST_VISIT if booking.treatment.first_visit else ()) + PREPARATION
     treatment = clean_text(booking.treatment.name)
     practitioner = clean_text(booking.practitioner.name)
-    lines = [f"{treatment} with {practitioner}.", "", "How to prepare:"]
-    lines += [f"- {item}" for item in checklist]
+    lines = [f"{treatment} with {practitioner}."]
+    if checklist:
+        lines += ["", "How to prepare:", *(f"- {clean_text(item)}" for item in checklist)]
     lines += ["", f"Change or cancel: {link}"]
     if patient_label is not None:
         summary = f"{treatment}: {clean_text(patient_label)}"
@@ -144,11 +145,14 @@ def booking_calendar(
     base_url: str,
     now: datetime,
     method: Method = Method.PUBLISH,
+    checklist: Sequence[str] = (),
 ) -> bytes:
     """Return one booking as a file: a download (PUBLISH), an invite or a cancellation."""
     if method is Method.CANCEL and booking.status != BookingStatus.CANCELLED:
         raise ValueError("only a cancelled booking can be sent as a cancellation")
-    event = booking_event(clinic, booking, base_url=base_url, stamp=now, method=method)
+    event = booking_event(
+        clinic, booking, base_url=base_url, stamp=now, method=method, checklist=checklist
+    )
     return _calendar(clinic, [event], method)
 
 

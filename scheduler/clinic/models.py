@@ -1,12 +1,15 @@
-"""The clinic and what it offers: practitioners, rooms, treatments, working hours, time off."""
+"""The clinic and what it offers: practitioners, rooms, treatments, working hours, time off,
+and the checklists patients receive around each visit."""
 
 from __future__ import annotations
 
+import enum
 import secrets
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     Column,
@@ -20,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from scheduler.db import Base, UTCDateTime
+from scheduler.db import Base, UTCDateTime, value_enum
 from scheduler.timeutil import zone
 
 practitioner_treatments = Table(
@@ -49,6 +52,7 @@ class Clinic(Base):
         CheckConstraint("min_notice_minutes >= 0", name="min_notice_not_negative"),
         CheckConstraint("horizon_days BETWEEN 1 AND 730", name="horizon_range"),
         CheckConstraint("late_cancel_hours >= 0", name="late_cancel_not_negative"),
+        CheckConstraint("aftercare_delay_minutes >= 0", name="aftercare_delay_not_negative"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -61,11 +65,26 @@ class Clinic(Base):
     min_notice_minutes: Mapped[int] = mapped_column(Integer, default=12 * 60)
     horizon_days: Mapped[int] = mapped_column(Integer, default=60)
     late_cancel_hours: Mapped[int] = mapped_column(Integer, default=24)
+    # How long before a visit the preparation checklist goes out; one message per lead time.
+    checklist_lead_hours: Mapped[list[int]] = mapped_column(JSON, default=lambda: [24])
+    # How long after a visit ends the aftercare message goes out.
+    aftercare_delay_minutes: Mapped[int] = mapped_column(Integer, default=120)
 
     @property
     def tz(self) -> ZoneInfo:
         """The clinic's time zone."""
         return zone(self.timezone)
+
+    @property
+    def checklist_leads(self) -> list[timedelta]:
+        """The checklist lead times, longest first, ignoring anything that is not whole hours."""
+        hours = {h for h in self.checklist_lead_hours or [] if isinstance(h, int) and h > 0}
+        return [timedelta(hours=h) for h in sorted(hours, reverse=True)]
+
+    @property
+    def aftercare_delay(self) -> timedelta:
+        """How long after a visit ends its aftercare message is due."""
+        return timedelta(minutes=self.aftercare_delay_minutes)
 
     @classmethod
     def get(cls, session: Session) -> Clinic | None:
@@ -165,3 +184,34 @@ class TimeOff(Base):
     start_at: Mapped[datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+class ChecklistSection(enum.StrEnum):
+    """Which message a checklist item belongs to."""
+
+    PREPARATION = "preparation"  # before every visit
+    FIRST_VISIT = "first_visit"  # added before a first visit
+    AFTERCARE = "aftercare"  # after a visit
+
+
+class ChecklistItem(Base):
+    """One line of a checklist, for the whole clinic or for one treatment.
+
+    A treatment with items of its own in a section uses those instead of the clinic's.
+    """
+
+    __tablename__ = "checklist_items"
+    __table_args__ = (CheckConstraint("length(text) > 0", name="text_not_empty"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"), index=True)
+    treatment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("treatments.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    section: Mapped[ChecklistSection] = mapped_column(
+        value_enum(ChecklistSection, "checklist_section")
+    )
+    text: Mapped[str] = mapped_column(String(500))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    clinic: Mapped[Clinic] = relationship()

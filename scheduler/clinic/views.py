@@ -6,8 +6,8 @@ from flask import Blueprint, render_template
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from scheduler.clinic.checklists import ABOUT_TREATMENT, checklist_for
 from scheduler.clinic.models import Practitioner, Treatment
-from scheduler.clinic.preparation import ABOUT_TREATMENT, FIRST_VISIT, PREPARATION
 from scheduler.extensions import db
 from scheduler.web import clinic_or_503
 
@@ -29,12 +29,13 @@ def index() -> str:
         .options(selectinload(Practitioner.treatments))
         .order_by(Practitioner.id)
     ).all()
+    checklist = checklist_for(db.session(), clinic, None)
     return render_template(
         "clinic/index.html",
         clinic=clinic,
         treatments=treatments,
         practitioners=practitioners,
-        preparation=PREPARATION,
-        first_visit=FIRST_VISIT,
+        preparation=checklist.preparation,
+        first_visit=checklist.first_visit,
         about_treatment=ABOUT_TREATMENT,
     )

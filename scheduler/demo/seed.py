@@ -13,6 +13,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from scheduler.booking.models import Booking, BookingStatus
+from scheduler.clinic.checklists import default_items
 from scheduler.clinic.models import Clinic, Practitioner, Room, Treatment, WorkingHours
 from scheduler.patients.models import Patient
 from scheduler.staff.models import Role, User
@@ -129,6 +130,7 @@ def seed_demo(session: Session, *, admin_password: str) -> Clinic:
         position=3,
     )
     session.add_all([clinic, initial, follow_up, cupping])
+    session.add_all(default_items(clinic))
     session.add_all([Room(name="Garden room"), Room(name="Courtyard room"), Room(name="Studio")])
     for data in PRACTITIONERS:
         practitioner = Practitioner(

@@ -1,0 +1,144 @@
+"""The messages themselves: rendered at send time from the booking as it is then.
+
+Every message is plain text plus HTML from the templates under ``templates/mail/``. Invites
+(confirmation and update: METHOD:REQUEST; cancellation: METHOD:CANCEL) carry the calendar file
+twice, as calendar clients expect: as a ``text/calendar; method=…`` alternative and attached as
+``invite.ics``. Headers are set through :class:`~email.message.EmailMessage`, whose policy
+refuses line breaks in a header, after names and subjects are reduced to one clean line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from flask import render_template
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scheduler.booking.models import Booking
+from scheduler.calendars.export import Method, booking_calendar, clean_text, manage_url
+from scheduler.clinic.checklists import checklist_for
+from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.notifications.models import Notification, NotificationKind
+from scheduler.timeutil import format_local
+
+INVITE_METHODS = {
+    NotificationKind.CONFIRMATION: Method.REQUEST,
+    NotificationKind.UPDATE: Method.REQUEST,
+    NotificationKind.CANCELLATION: Method.CANCEL,
+}
+
+
+@dataclass(frozen=True)
+class Letter:
+    """Everything a message says, gathered from the database before it is written."""
+
+    notification: Notification
+    clinic: Clinic
+    booking: Booking
+    items: tuple[str, ...]  # the checklist before a visit, the aftercare after it
+    next_treatment: Treatment | None  # what the aftercare offers to book next
+    base_url: str
+
+
+def next_treatment(session: Session, booking: Booking) -> Treatment | None:
+    """Return what to book after ``booking``: the same treatment, or a follow-up after a
+    first visit (the first one the same practitioner gives)."""
+    if not booking.treatment.first_visit:
+        return booking.treatment if booking.treatment.active else None
+    query = (
+        select(Treatment)
+        .join(Treatment.practitioners)
+        .where(
+            Practitioner.id == booking.practitioner_id,
+            Treatment.active.is_(True),
+            Treatment.first_visit.is_(False),
+        )
+        .order_by(Treatment.position, Treatment.id)
+    )
+    return session.scalars(query).first()
+
+
+def gather(session: Session, notification: Notification, clinic: Clinic, base_url: str) -> Letter:
+    """Read what ``notification`` needs to be written."""
+    booking = notification.booking
+    checklist = checklist_for(session, clinic, booking.treatment)
+    if notification.kind is NotificationKind.AFTERCARE:
+        items, following = checklist.aftercare, next_treatment(session, booking)
+    else:
+        items, following = checklist.before(booking.treatment), None
+    return Letter(notification, clinic, booking, items, following, base_url)
+
+
+def _subject(letter: Letter) -> str:
+    booking, tz = letter.booking, letter.clinic.tz
+    when = format_local(booking.start_at, tz)
+    treatment = booking.treatment.name
+    subjects = {
+        NotificationKind.CONFIRMATION: f"Booked: {treatment} on {when}",
+        NotificationKind.CHECKLIST: f"Preparing for your visit on {when}",
+        NotificationKind.UPDATE: f"Moved: {treatment} is now on {when}",
+        NotificationKind.CANCELLATION: f"Cancelled: {treatment} on {when}",
+        NotificationKind.AFTERCARE: f"After your {treatment.lower()} today",
+    }
+    return clean_text(subjects[letter.notification.kind])
+
+
+def book_url(letter: Letter, treatment: Treatment | None) -> str:
+    """The booking page, for ``treatment`` with the same practitioner when there is one."""
+    if treatment is None:
+        return f"{letter.base_url}/book"
+    return (
+        f"{letter.base_url}/book?service={treatment.id}"
+        f"&practitioner={letter.booking.practitioner_id}"
+    )
+
+
+def compose(letter: Letter, *, mail_from: str, now: datetime, message_id: str) -> EmailMessage:
+    """Write the message for ``letter``."""
+    notification, clinic, booking = letter.notification, letter.clinic, letter.booking
+    context = {
+        "kind": notification.kind.value,
+        "clinic": clinic,
+        "booking": booking,
+        "patient_name": clean_text(booking.patient.name) or "there",
+        "items": letter.items,
+        "first_visit": booking.treatment.first_visit,
+        "manage_url": manage_url(letter.base_url, booking),
+        "book_again_url": book_url(letter, booking.treatment),
+        "next_url": book_url(letter, letter.next_treatment),
+        "next_treatment": letter.next_treatment,
+    }
+    message = EmailMessage()
+    message["Subject"] = _subject(letter)
+    message["From"] = Address(clean_text(clinic.name), addr_spec=mail_from)
+    message["To"] = Address(clean_text(booking.patient.name), addr_spec=booking.patient.email)
+    if clinic.email:
+        message["Reply-To"] = Address(clean_text(clinic.name), addr_spec=clinic.email)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    template = f"mail/{notification.kind.value}"
+    message.set_content(render_template(f"{template}.txt", **context))
+    message.add_alternative(render_template(f"{template}.html", **context), subtype="html")
+    method = INVITE_METHODS.get(notification.kind)
+    if method is not None:
+        invite = booking_calendar(
+            clinic,
+            booking,
+            base_url=letter.base_url,
+            now=now,
+            method=method,
+            checklist=letter.items if method is Method.REQUEST else (),
+        ).decode()
+        message.add_alternative(invite, subtype="calendar", params={"method": method.value})
+        message.add_attachment(
+            invite.encode(),
+            maintype="application",
+            subtype="ics",
+            filename="invite.ics",
+        )
+    return message

@@ -1,0 +1,166 @@
+"""Queueing: the rows a booking change adds to the outbox, in the change's own transaction.
+
+The booking operations call these; they only add, re-time or skip rows and never send. The
+dispatcher (:mod:`scheduler.notifications.dispatch`) sends what is due.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scheduler.booking.models import Booking
+from scheduler.clinic.models import Clinic
+from scheduler.notifications.models import (
+    OPEN_STATUSES,
+    AttemptOutcome,
+    DeliveryAttempt,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+)
+
+Key = tuple[NotificationKind, int]
+
+
+def _minutes(lead: timedelta) -> int:
+    return int(lead.total_seconds() // 60)
+
+
+def checklist_times(clinic: Clinic, start: datetime, now: datetime) -> dict[int, datetime]:
+    """Return when each checklist for a visit at ``start`` is due, by lead time in minutes.
+
+    A lead time that has already passed means "at once"; when several have, one message goes
+    (the shortest lead's), not several identical ones.
+    """
+    times: dict[int, datetime] = {}
+    overdue: int | None = None
+    for lead in clinic.checklist_leads:  # longest first
+        due = start - lead
+        if due <= now:
+            overdue = _minutes(lead)
+        else:
+            times[_minutes(lead)] = due
+    if overdue is not None:
+        times[overdue] = now
+    return times
+
+
+def _add(
+    session: Session,
+    booking: Booking,
+    kind: NotificationKind,
+    due: datetime,
+    *,
+    now: datetime,
+    variant: int = 0,
+) -> Notification:
+    notification = Notification(
+        booking=booking,
+        kind=kind,
+        variant=variant,
+        status=NotificationStatus.PENDING,
+        due_at=due,
+        next_attempt_at=due,
+        created_at=now,
+    )
+    session.add(notification)
+    return notification
+
+
+def _skip(notification: Notification, reason: str, now: datetime) -> None:
+    notification.status = NotificationStatus.SKIPPED
+    notification.claimed_by = notification.claimed_until = None
+    notification.last_error = reason
+    notification.history.append(
+        DeliveryAttempt(at=now, outcome=AttemptOutcome.SKIPPED, detail=reason)
+    )
+
+
+def _arm(notification: Notification, due: datetime) -> None:
+    """Make ``notification`` wait for ``due``, taking it back from any dispatcher holding it."""
+    notification.status = NotificationStatus.PENDING
+    notification.due_at = notification.next_attempt_at = due
+    notification.claimed_by = notification.claimed_until = None
+    notification.last_error = ""
+
+
+def queue_for_new_booking(
+    session: Session, *, clinic: Clinic, booking: Booking, now: datetime
+) -> None:
+    """Queue the confirmation, the checklists and the aftercare of a new booking."""
+    _add(session, booking, NotificationKind.CONFIRMATION, now, now=now)
+    for lead, due in checklist_times(clinic, booking.start_at, now).items():
+        _add(session, booking, NotificationKind.CHECKLIST, due, variant=lead, now=now)
+    _add(
+        session,
+        booking,
+        NotificationKind.AFTERCARE,
+        booking.end_at + clinic.aftercare_delay,
+        now=now,
+    )
+    session.flush()
+
+
+def _queued(session: Session, booking: Booking) -> dict[Key, Notification]:
+    rows = session.scalars(select(Notification).where(Notification.booking_id == booking.id))
+    return {(row.kind, row.variant): row for row in rows}
+
+
+def queue_for_reschedule(
+    session: Session, *, clinic: Clinic, booking: Booking, previous_start: datetime, now: datetime
+) -> None:
+    """Queue the update of a moved booking and re-time its checklists and aftercare.
+
+    A confirmation not yet sent will show the new time, so no update is added beside it; an
+    update not yet sent is replaced by this one. A checklist already sent goes again before
+    the new time when the visit moved to another day.
+    """
+    queued = _queued(session, booking)
+    confirmation = queued.get((NotificationKind.CONFIRMATION, 0))
+    if confirmation is None or confirmation.status not in OPEN_STATUSES:
+        for (kind, _), row in queued.items():
+            if kind is NotificationKind.UPDATE and row.status in OPEN_STATUSES:
+                _skip(row, "replaced by a later change", now)
+        _add(session, booking, NotificationKind.UPDATE, now, variant=booking.sequence, now=now)
+
+    tz = clinic.tz
+    moved_day = previous_start.astimezone(tz).date() != booking.start_at.astimezone(tz).date()
+    times = checklist_times(clinic, booking.start_at, now)
+    for (kind, lead), row in queued.items():
+        if kind is not NotificationKind.CHECKLIST:
+            continue
+        due = times.pop(lead, None)
+        if due is None:
+            # The lead time passed and another lead's message goes at once instead.
+            if row.status in OPEN_STATUSES:
+                _skip(row, "the new time is sooner; one checklist goes at once", now)
+        elif row.status in OPEN_STATUSES or (row.status is NotificationStatus.SENT and moved_day):
+            _arm(row, due)
+    for lead, due in times.items():
+        _add(session, booking, NotificationKind.CHECKLIST, due, variant=lead, now=now)
+
+    aftercare = queued.get((NotificationKind.AFTERCARE, 0))
+    due = booking.end_at + clinic.aftercare_delay
+    if aftercare is None:
+        _add(session, booking, NotificationKind.AFTERCARE, due, now=now)
+    elif aftercare.status in OPEN_STATUSES:
+        _arm(aftercare, due)
+    session.flush()
+
+
+def queue_for_cancellation(session: Session, *, booking: Booking, now: datetime) -> None:
+    """Drop what is still to be sent about a cancelled booking and queue the cancellation."""
+    for row in _queued(session, booking).values():
+        if row.status in OPEN_STATUSES:
+            _skip(row, "the visit was cancelled", now)
+    _add(session, booking, NotificationKind.CANCELLATION, now, now=now)
+    session.flush()
+
+
+def resend(notification: Notification, now: datetime) -> None:
+    """Send ``notification`` again as soon as a dispatcher gets to it (from the staff area)."""
+    _arm(notification, now)
+    notification.attempt_count = 0
