@@ -66,7 +66,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture(scope="session")
-def app(test_database_url: str, clock: Clock) -> Iterator[Flask]:
+def app(
+    test_database_url: str, clock: Clock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Flask]:
     """The app, on a database migrated from empty by the project's migrations."""
     reset_schema(test_database_url)
     app = create_app(
@@ -76,6 +78,7 @@ def app(test_database_url: str, clock: Clock) -> Iterator[Flask]:
             "SECRET_KEY": "test-secret",
             "BASE_URL": "https://clinic.test",
             "CLOCK": clock,
+            "MAIL_FOLDER": str(tmp_path_factory.mktemp("mail")),
             # Room for the race tests' sixteen concurrent sessions.
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 20, "max_overflow": 10},
         }
