@@ -53,16 +53,19 @@ def parse_smtp_url(url: str, *, timeout: float = 30.0) -> SMTPSettings:
     Raises ``ValueError`` with a message that says what to fix.
     """
     parts = urlsplit(url.strip())
+    shown = repr(_without_password(url.strip()))
     if parts.scheme not in SCHEMES:
         raise ValueError(
-            f"SMTP_URL must start with smtp://, smtp+starttls:// or smtps://, not {url!r}"
+            f"SMTP_URL must start with smtp://, smtp+starttls:// or smtps://, not {shown}"
         )
     if not parts.hostname:
-        raise ValueError(f"SMTP_URL has no host name: {url!r}")
+        raise ValueError(f"SMTP_URL has no host name: {shown}")
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"SMTP_URL has a port that is not a number: {url!r}") from None
+        raise ValueError(f"SMTP_URL needs a port from 1 to 65535: {shown}") from None
+    if port == 0:
+        raise ValueError(f"SMTP_URL needs a port from 1 to 65535: {shown}")
     default_port, security = SCHEMES[parts.scheme]
     return SMTPSettings(
         host=parts.hostname,
@@ -72,6 +75,11 @@ def parse_smtp_url(url: str, *, timeout: float = 30.0) -> SMTPSettings:
         password=unquote(parts.password) if parts.password is not None else None,
         timeout=timeout,
     )
+
+
+def _without_password(url: str) -> str:
+    """Return ``url`` with any password replaced, for messages that may reach a log."""
+    return re.sub(r"^([a-z+]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 class Mailer(Protocol):
@@ -156,25 +164,37 @@ class SMTPMailer:
             if self._connection is None:
                 try:
                     self._connection = self._connect()
+                except smtplib.SMTPAuthenticationError as exc:
+                    self._down = f"the mail server refused the login: {_describe(exc)}"
+                    raise TemporaryFailure(self._down) from exc
                 except (smtplib.SMTPException, OSError) as exc:
                     self._down = f"cannot reach the mail server: {_describe(exc)}"
                     raise TemporaryFailure(self._down) from exc
             self._connection.send_message(message)
-        except smtplib.SMTPRecipientsRefused as exc:
+        except MailError:
+            raise
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._classify(exc) from exc
+
+    def _classify(self, exc: smtplib.SMTPException | OSError) -> MailError:
+        """Sort a failed send into temporary or permanent, and forget a closed connection."""
+        if self._connection is not None and self._connection.sock is None:
+            # smtplib closes the socket itself on a 421 and on a dropped connection.
+            self._connection = None
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
             replies = [_reply(code, text) for code, text in exc.recipients.values()]
             if all(code >= 500 for code, _ in exc.recipients.values()):
-                raise PermanentFailure(f"recipient refused: {'; '.join(replies)}") from exc
-            raise TemporaryFailure(f"recipient deferred: {'; '.join(replies)}") from exc
-        except smtplib.SMTPDataError as exc:
+                return PermanentFailure(f"recipient refused: {'; '.join(replies)}")
+            return TemporaryFailure(f"recipient deferred: {'; '.join(replies)}")
+        if isinstance(exc, smtplib.SMTPDataError):
             reason = f"message refused: {_reply(exc.smtp_code, exc.smtp_error)}"
             if exc.smtp_code >= 500:
-                raise PermanentFailure(reason) from exc
-            raise TemporaryFailure(reason) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            # A dropped connection, a 4xx, or a refused sender (a setting to fix, not the
-            # patient's fault): keep the message and try again on a new connection.
-            self._drop()
-            raise TemporaryFailure(_describe(exc)) from exc
+                return PermanentFailure(reason)
+            return TemporaryFailure(reason)
+        # A dropped connection, a 4xx, or a refused sender (a setting to fix, not the
+        # patient's fault): keep the message and try again on a new connection.
+        self._drop()
+        return TemporaryFailure(_describe(exc))
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
@@ -186,7 +206,8 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPResponseException):
         return _reply(exc.smtp_code, exc.smtp_error)
     if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return "the mail server closed the connection"
+        detail = str(exc).removeprefix("Connection unexpectedly closed").strip(": ")
+        return "the mail server closed the connection" + (f" ({detail})" if detail else "")
     return str(exc) or type(exc).__name__
 
 
