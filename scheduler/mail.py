@@ -11,13 +11,12 @@ import os
 import re
 import smtplib
 import ssl
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
-from typing import Protocol, Self
 from urllib.parse import unquote, urlsplit
 
 SCHEMES = {"smtp": (25, None), "smtp+starttls": (587, "starttls"), "smtps": (465, "tls")}
@@ -82,20 +81,18 @@ def _without_password(url: str) -> str:
     return re.sub(r"^([a-z+]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
-class Mailer(Protocol):
+class Mailer(AbstractContextManager["Mailer"]):
     """Something that sends messages; used as a context manager around a batch."""
 
     def send(self, message: EmailMessage) -> None:
         """Send ``message`` or raise :class:`TemporaryFailure` or :class:`PermanentFailure`."""
+        raise NotImplementedError
 
-    def __enter__(self) -> Self: ...
+    def close(self) -> None:
+        """Let go of whatever the batch held (nothing, unless a subclass says otherwise)."""
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None: ...
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -104,7 +101,7 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {text}".strip()
 
 
-class SMTPMailer:
+class SMTPMailer(Mailer):
     """Sends over one SMTP connection, opened on the first message and reused for the batch.
 
     After a failure to connect, the rest of the batch fails at once with the same reason
@@ -115,17 +112,6 @@ class SMTPMailer:
         self.settings = settings
         self._connection: smtplib.SMTP | None = None
         self._down: str | None = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Say goodbye to the server, if it is still listening."""
@@ -211,22 +197,11 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class FolderMailer:
+class FolderMailer(Mailer):
     """Writes each message as an ``.eml`` file, for a laptop without a mail server."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        return None
 
     def send(self, message: EmailMessage) -> None:
         """Write ``message`` to the folder; the file appears whole or not at all."""
