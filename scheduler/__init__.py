@@ -73,10 +73,12 @@ def register_blueprints(app: Flask) -> None:
     from scheduler.calendars.views import blueprint as calendars
     from scheduler.clinic.views import blueprint as clinic
     from scheduler.extensions import csrf
+    from scheduler.notifications.views import blueprint as notifications
     from scheduler.staff.views import blueprint as staff
 
     app.register_blueprint(clinic)
     app.register_blueprint(staff)
+    app.register_blueprint(notifications)
     app.register_blueprint(booking)
     app.register_blueprint(calendars)
     # The API takes only JSON bodies, which a cross-site form cannot send, and no cookies.

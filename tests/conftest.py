@@ -23,6 +23,7 @@ from scheduler.clinic.checklists import default_items
 from scheduler.clinic.models import Clinic, Practitioner, Room, TimeOff, Treatment, WorkingHours
 from scheduler.config import database_url
 from scheduler.extensions import db
+from scheduler.staff.models import Role, User
 
 # Monday 23 November 2026, 08:00 in London (GMT, so also UTC).
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -301,6 +302,46 @@ def book(session: Session, setup: Setup, clock: Clock) -> Callable[..., Booking]
         return booking
 
     return make
+
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def make_user(session: Session, setup: Setup) -> Callable[..., User]:
+    """Create a staff account with ``PASSWORD``; a practitioner's is Mei's unless told."""
+
+    def make(
+        role: Role, email: str | None = None, practitioner: Practitioner | None = None
+    ) -> User:
+        user = User(
+            email=email or f"{role.value}@clinic.example",
+            role=role,
+            practitioner_id=(practitioner or setup.mei).id if role is Role.PRACTITIONER else None,
+        )
+        user.set_password(PASSWORD)
+        session.add(user)
+        session.commit()
+        return user
+
+    return make
+
+
+def log_in(
+    client: FlaskClient, email: str, password: str = PASSWORD, next_url: str | None = None
+) -> Any:
+    """Log in through the login form, as a browser would."""
+    page = client.get("/staff/login")
+    url = "/staff/login" + (f"?next={next_url}" if next_url else "")
+    return client.post(
+        url,
+        data={"email": email, "password": password, "csrf_token": csrf_token(page.text)},
+    )
+
+
+def token_of(client: FlaskClient, path: str = "/staff/calendars") -> str:
+    """The CSRF token of a staff page, for a form posted by a logged-in client."""
+    return csrf_token(client.get(path).text)
 
 
 def london(day: str, hhmm: str) -> datetime:

@@ -32,7 +32,8 @@ from scheduler.notifications.models import (
     NotificationKind,
     NotificationStatus,
 )
-from tests.conftest import london
+from scheduler.staff.models import Role
+from tests.conftest import log_in, london, token_of
 from tests.smtp_server import Inbox, free_port, smtp_server
 
 Kind = NotificationKind
@@ -686,3 +687,117 @@ def test_a_dispatcher_whose_lease_ran_out_does_not_send_what_another_took_over(
     assert late is None
     assert taken_over is AttemptOutcome.SENT
     assert len(smtp.received) == 1
+
+
+# --- The staff's view ------------------------------------------------------------------------
+
+
+def test_reception_sees_each_message_its_attempts_and_what_it_says(
+    app, client, book, smtp, make_user, session
+):
+    booking = book(VISIT)
+    smtp.data_replies.append("421 4.3.2 Service busy, try later")
+    dispatch(app)
+    log_in(client, make_user(Role.RECEPTION).email)
+
+    listing = client.get("/staff/notifications/?status=pending")
+    confirmation = queued(session, booking)[Kind.CONFIRMATION, 0]
+    page = client.get(f"/staff/notifications/{confirmation.id}")
+
+    assert listing.status_code == 200
+    assert booking.patient.name in listing.text
+    assert "421 4.3.2 Service busy" in listing.text
+    assert page.status_code == 200
+    assert "Retrying" in page.text
+    assert "Bring a list of your medications and supplements." in page.text
+    assert "METHOD:REQUEST" in page.text
+
+
+def test_staff_resend_a_sent_message_under_a_new_message_id(
+    app, client, book, smtp, make_user, session
+):
+    booking = book(VISIT)
+    dispatch(app)
+    confirmation = queued(session, booking)[Kind.CONFIRMATION, 0]
+    log_in(client, make_user(Role.ADMIN).email)
+
+    answer = client.post(
+        f"/staff/notifications/{confirmation.id}/resend",
+        data={"csrf_token": token_of(client, f"/staff/notifications/{confirmation.id}")},
+    )
+    dispatch(app)
+
+    assert answer.status_code == 303
+    first, second = smtp.messages()
+    assert str(first["Subject"]) == str(second["Subject"])
+    assert first["Message-ID"] != second["Message-ID"]
+
+
+def test_a_message_about_a_cancelled_visit_is_not_sent_again(
+    app, client, book, smtp, make_user, session, clock, setup
+):
+    booking = book(VISIT)
+    dispatch(app)
+    cancel_booking(session, clinic=setup.clinic, booking=booking, now=clock())
+    session.commit()
+    confirmation = queued(session, booking)[Kind.CONFIRMATION, 0]
+    log_in(client, make_user(Role.RECEPTION).email)
+
+    answer = client.post(
+        f"/staff/notifications/{confirmation.id}/resend",
+        data={"csrf_token": token_of(client, f"/staff/notifications/{confirmation.id}")},
+        follow_redirects=True,
+    )
+
+    assert "Not sent again: the visit was cancelled." in answer.text
+    assert queued(session, booking)[Kind.CONFIRMATION, 0].status is NotificationStatus.SENT
+
+
+def test_the_staff_preview_escapes_what_a_patient_typed(
+    app, client, session, setup, make_user, clock
+):
+    book_session(
+        session,
+        clinic=setup.clinic,
+        treatment=setup.follow_up,
+        practitioner=None,
+        start=VISIT,
+        patient=PatientDetails('Eve "><script>alert(1)</script>', "eve@example.org"),
+        now=clock(),
+        uid_host="clinic.test",
+    )
+    session.commit()
+    [row] = session.scalars(select(Notification).where(Notification.kind == Kind.CONFIRMATION))
+    log_in(client, make_user(Role.ADMIN).email)
+
+    page = client.get(f"/staff/notifications/{row.id}")
+
+    assert "<script>alert(1)</script>" not in page.text
+    assert 'sandbox=""' in page.text
+
+
+def test_the_mail_folder_is_readable_in_the_staff_area(app, client, book, make_user, tmp_path):
+    app.config["MAIL_FOLDER"] = str(tmp_path)
+    try:
+        booking = book(VISIT)
+        dispatch(app)
+        log_in(client, make_user(Role.RECEPTION).email)
+        listing = client.get("/staff/mail/")
+        [written] = list(tmp_path.glob("*.eml"))
+        page = client.get(f"/staff/mail/{written.name}")
+        outside = client.get("/staff/mail/..%2Fsecret_key")
+    finally:
+        app.config["MAIL_FOLDER"] = str(tmp_path.parent)
+
+    assert listing.status_code == 200
+    assert "Booked: Follow-up treatment on Wednesday 25 November 2026" in listing.text
+    assert page.status_code == 200
+    assert f"https://clinic.test/b/{booking.manage_token}" in page.text
+    assert outside.status_code == 404
+
+
+def test_practitioners_do_not_see_patient_mail(client, make_user):
+    log_in(client, make_user(Role.PRACTITIONER).email)
+
+    assert client.get("/staff/notifications/").status_code == 403
+    assert client.get("/staff/mail/").status_code == 403

@@ -12,38 +12,7 @@ from sqlalchemy import select
 from scheduler.calendars.models import BusyTime, CalendarSubscription
 from scheduler.clinic.models import Practitioner
 from scheduler.staff.models import Role, User
-from tests.conftest import csrf_token, london
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def make_user(session, setup):
-    def make(role: Role, email: str | None = None, practitioner: Practitioner | None = None):
-        user = User(
-            email=email or f"{role.value}@clinic.example",
-            role=role,
-            practitioner_id=(practitioner or setup.mei).id if role is Role.PRACTITIONER else None,
-        )
-        user.set_password(PASSWORD)
-        session.add(user)
-        session.commit()
-        return user
-
-    return make
-
-
-def log_in(client, email, password=PASSWORD, next_url=None):
-    page = client.get("/staff/login")
-    url = "/staff/login" + (f"?next={next_url}" if next_url else "")
-    return client.post(
-        url,
-        data={"email": email, "password": password, "csrf_token": csrf_token(page.text)},
-    )
-
-
-def token_of(client, path="/staff/calendars"):
-    return csrf_token(client.get(path).text)
+from tests.conftest import PASSWORD, csrf_token, log_in, london, token_of
 
 
 def test_a_staff_member_logs_in_and_out(client, make_user):
