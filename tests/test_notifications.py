@@ -3,7 +3,12 @@ real SMTP server (aiosmtpd on loopback), and that each message goes exactly once
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -801,3 +806,49 @@ def test_practitioners_do_not_see_patient_mail(client, make_user):
 
     assert client.get("/staff/notifications/").status_code == 403
     assert client.get("/staff/mail/").status_code == 403
+
+
+def test_the_dispatcher_process_sends_as_bookings_come_and_stops_cleanly_on_sigterm(
+    book, smtp, app, clock, test_database_url
+):
+    # The process runs on the real clock, so the booking is made on it too.
+    clock.now = datetime.now(UTC).replace(microsecond=0)
+    visit = (clock.now + timedelta(days=3)).replace(hour=10, minute=0, second=0)
+    while visit.weekday() == 6:  # no hours on Sundays
+        visit += timedelta(days=1)
+    environment = {
+        **os.environ,
+        "DATABASE_URL": test_database_url,
+        "SMTP_URL": app.config["SMTP_URL"],
+        "SECRET_KEY": "test-secret",
+        "BASE_URL": "https://clinic.test",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "scheduler",
+            "notifications",
+            "run",
+            "--poll",
+            "0.1",
+        ],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        book(visit)
+        deadline = time.monotonic() + 20
+        while not smtp.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=20)
+
+    assert process.returncode == 0, errors
+    assert kinds(smtp) == ["Booked"]
+    assert "Dispatcher stopped: sent 1" in errors

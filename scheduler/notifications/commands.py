@@ -87,7 +87,11 @@ def run(once: bool, poll: float, batch_size: int) -> None:
     while not stop.is_set():
         try:
             batch = run_batch(
-                session, mailer_factory=_mailer_factory, settings=settings, clock=clock
+                session,
+                mailer_factory=_mailer_factory,
+                settings=settings,
+                clock=clock,
+                stopping=stop.is_set,
             )
         except SQLAlchemyError as exc:
             # The database restarting must not stop the dispatcher; claims are safe to redo.

@@ -240,20 +240,42 @@ def deliver(
     return _settle(session, notification_id, outcome, detail, settings=settings, now=clock())
 
 
+def release(session: Session, ids: list[int], *, settings: Settings) -> None:
+    """Give back claimed messages this dispatcher will not send, for others to take at once."""
+    begin_write(session)
+    session.execute(
+        update(Notification)
+        .where(
+            Notification.id.in_(ids),
+            Notification.status == NotificationStatus.SENDING,
+            Notification.claimed_by == settings.name,
+        )
+        .values(status=NotificationStatus.PENDING, claimed_by=None, claimed_until=None)
+    )
+    session.commit()
+
+
 def run_batch(
     session: Session,
     *,
     mailer_factory: Callable[[], Mailer],
     settings: Settings,
     clock: Callable[[], datetime],
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Counter[AttemptOutcome] | None:
-    """Claim and send one batch; return the outcomes, or ``None`` when nothing was due."""
+    """Claim and send one batch; return the outcomes, or ``None`` when nothing was due.
+
+    When ``stopping()`` turns true the rest of the batch is given back unsent.
+    """
     ids = claim(session, settings=settings, now=clock())
     if not ids:
         return None
     tally: Counter[AttemptOutcome] = Counter()
     with mailer_factory() as mailer:
-        for notification_id in ids:
+        for position, notification_id in enumerate(ids):
+            if stopping():
+                release(session, ids[position:], settings=settings)
+                break
             outcome = deliver(
                 session, notification_id, mailer=mailer, settings=settings, clock=clock
             )
