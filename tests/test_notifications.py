@@ -55,6 +55,28 @@ def smtp(app: Flask) -> Iterator[Inbox]:
             app.config["SMTP_URL"] = ""
 
 
+@pytest.fixture
+def move(session: Session, setup, clock):
+    """Reschedule through the real operation and commit: ``move(booking, start)``."""
+
+    def make(booking: Booking, start: datetime) -> None:
+        reschedule_booking(session, clinic=setup.clinic, booking=booking, start=start, now=clock())
+        session.commit()
+
+    return make
+
+
+@pytest.fixture
+def cancel(session: Session, setup, clock):
+    """Cancel through the real operation and commit: ``cancel(booking)``."""
+
+    def make(booking: Booking) -> None:
+        cancel_booking(session, clinic=setup.clinic, booking=booking, now=clock())
+        session.commit()
+
+    return make
+
+
 def dispatch(app: Flask) -> str:
     """Run ``notifications run --once`` as an operator would; return its summary line."""
     result = app.test_cli_runner().invoke(args=["notifications", "run", "--once"])
@@ -237,11 +259,12 @@ def test_several_lead_times_send_one_checklist_each_and_overdue_ones_only_once(
     assert sum(s.startswith("Preparing") for s in subjects(smtp)) == 3
 
 
-def test_a_cancellation_sends_a_cancel_and_nothing_more(app, book, smtp, session, clock, setup):
+def test_a_cancellation_sends_a_cancel_and_nothing_more(
+    app, book, smtp, session, clock, setup, cancel
+):
     booking = book(VISIT)
     dispatch(app)
-    cancel_booking(session, clinic=setup.clinic, booking=booking, now=clock())
-    session.commit()
+    cancel(booking)
 
     dispatch(app)
     clock.now = VISIT + timedelta(days=1)
@@ -263,11 +286,10 @@ def test_a_cancellation_sends_a_cancel_and_nothing_more(app, book, smtp, session
 
 
 def test_cancelling_before_the_confirmation_went_sends_only_the_cancellation(
-    app, book, smtp, session, clock, setup
+    app, book, smtp, session, clock, setup, cancel
 ):
     booking = book(VISIT)
-    cancel_booking(session, clinic=setup.clinic, booking=booking, now=clock())
-    session.commit()
+    cancel(booking)
 
     dispatch(app)
 
@@ -275,14 +297,13 @@ def test_cancelling_before_the_confirmation_went_sends_only_the_cancellation(
 
 
 def test_a_reschedule_sends_an_update_with_the_same_uid_and_a_higher_sequence(
-    app, book, smtp, session, clock, setup
+    app, book, smtp, session, clock, setup, move
 ):
     booking = book(VISIT, practitioner=setup.mei)
     dispatch(app)
     new_start = london("2026-11-26", "15:00")
 
-    reschedule_booking(session, clinic=setup.clinic, booking=booking, start=new_start, now=clock())
-    session.commit()
+    move(booking, new_start)
     dispatch(app)
 
     update_mail = smtp.messages()[1]
@@ -301,13 +322,12 @@ def test_a_reschedule_sends_an_update_with_the_same_uid_and_a_higher_sequence(
 
 
 def test_moving_twice_before_the_update_went_sends_one_update(
-    app, book, smtp, session, clock, setup
+    app, book, smtp, session, clock, setup, move
 ):
     booking = book(VISIT, practitioner=setup.mei)
     dispatch(app)
     for start in (london("2026-11-26", "15:00"), london("2026-11-27", "11:00")):
-        reschedule_booking(session, clinic=setup.clinic, booking=booking, start=start, now=clock())
-        session.commit()
+        move(booking, start)
 
     dispatch(app)
 
@@ -318,17 +338,10 @@ def test_moving_twice_before_the_update_went_sends_one_update(
 
 
 def test_moving_before_the_confirmation_went_sends_only_the_confirmation_of_the_new_time(
-    app, book, smtp, session, clock, setup
+    app, book, smtp, session, clock, setup, move
 ):
     booking = book(VISIT, practitioner=setup.mei)
-    reschedule_booking(
-        session,
-        clinic=setup.clinic,
-        booking=booking,
-        start=london("2026-11-26", "15:00"),
-        now=clock(),
-    )
-    session.commit()
+    move(booking, london("2026-11-26", "15:00"))
 
     dispatch(app)
 
@@ -336,15 +349,14 @@ def test_moving_before_the_confirmation_went_sends_only_the_confirmation_of_the_
 
 
 def test_the_checklist_is_re_timed_across_a_daylight_saving_change(
-    app, book, smtp, session, clock, setup
+    app, book, smtp, session, clock, setup, move
 ):
     # Clocks go forward in London on Sunday 28 March 2027.
     clock.now = datetime(2027, 3, 20, 8, 0, tzinfo=UTC)
     booking = book(london("2027-03-26", "10:00"), practitioner=setup.mei)
     moved = london("2027-03-29", "10:00")  # 09:00 UTC, in summer time
 
-    reschedule_booking(session, clinic=setup.clinic, booking=booking, start=moved, now=clock())
-    session.commit()
+    move(booking, moved)
 
     assert moved == datetime(2027, 3, 29, 9, 0, tzinfo=UTC)
     assert queued(session, booking)[Kind.CHECKLIST, 24 * 60].due_at == moved - timedelta(hours=24)
@@ -358,30 +370,16 @@ def test_the_checklist_is_re_timed_across_a_daylight_saving_change(
 
 
 def test_a_sent_checklist_goes_again_only_when_the_visit_moves_to_another_day(
-    app, book, smtp, session, clock, setup
+    app, book, smtp, session, clock, setup, move
 ):
     booking = book(VISIT, practitioner=setup.mei)
     clock.now = VISIT - timedelta(hours=23)
     dispatch(app)  # the confirmation and the checklist
-    reschedule_booking(
-        session,
-        clinic=setup.clinic,
-        booking=booking,
-        start=london("2026-11-25", "15:00"),
-        now=clock(),
-    )
-    session.commit()
+    move(booking, london("2026-11-25", "15:00"))
     dispatch(app)
     assert kinds(smtp) == ["Booked", "Preparing", "Moved"]
 
-    reschedule_booking(
-        session,
-        clinic=setup.clinic,
-        booking=booking,
-        start=london("2026-11-30", "10:00"),
-        now=clock(),
-    )
-    session.commit()
+    move(booking, london("2026-11-30", "10:00"))
     clock.now = london("2026-11-29", "10:00")
     dispatch(app)
 
@@ -739,12 +737,11 @@ def test_staff_resend_a_sent_message_under_a_new_message_id(
 
 
 def test_a_message_about_a_cancelled_visit_is_not_sent_again(
-    app, client, book, smtp, make_user, session, clock, setup
+    app, client, book, smtp, make_user, session, clock, setup, cancel
 ):
     booking = book(VISIT)
     dispatch(app)
-    cancel_booking(session, clinic=setup.clinic, booking=booking, now=clock())
-    session.commit()
+    cancel(booking)
     confirmation = queued(session, booking)[Kind.CONFIRMATION, 0]
     log_in(client, make_user(Role.RECEPTION).email)
 
