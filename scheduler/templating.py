@@ -1,8 +1,8 @@
-"""Template filters: times in the clinic's zone, durations in words."""
+"""Template filters: times in the clinic's zone, durations in words, moving by days."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from flask import Flask
 
@@ -32,7 +32,13 @@ def minutes(value: int) -> str:
     return f"{rest} min"
 
 
+def shift_days(day: date, days: int) -> date:
+    """Return the date ``days`` after ``day`` (before, when negative)."""
+    return day + timedelta(days=days)
+
+
 def init_app(app: Flask) -> None:
     """Register the filters on ``app``."""
     app.add_template_filter(local_time, "local")
     app.add_template_filter(minutes, "minutes")
+    app.add_template_filter(shift_days, "shift_days")

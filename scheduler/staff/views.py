@@ -1,9 +1,10 @@
-"""The staff area: logging in and out, the password, and the practitioners' calendars."""
+"""The staff area: logging in and out, the password, the day and the week, and the
+practitioners' calendars."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
 from scheduler.db import begin_write
 from scheduler.extensions import db
 from scheduler.staff.auth import authenticate, practitioners_visible_to, staff_only
+from scheduler.staff.diary import day_grid, day_sheet, week_grid
 from scheduler.staff.forms import (
     ImportForm,
     LoginForm,
@@ -342,3 +344,89 @@ def clashing_bookings(practitioner_ids: list[int]) -> list[Booking]:
         .limit(100)
     )
     return list(db.session.scalars(query))
+
+
+# --- The day and the week ---------------------------------------------------------------------
+
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2100, 12, 31)
+
+
+def _requested_day(clinic: Clinic) -> tuple[date, str | None]:
+    """Return the day asked for in ``?date=`` (today by default), and what was wrong with it."""
+    today = now().astimezone(clinic.tz).date()
+    raw = request.args.get("date", "").strip()
+    if not raw:
+        return today, None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        return today, "That date is not valid; use the date picker or YYYY-MM-DD. Showing today."
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        return today, "Pick a date between 2000 and 2100. Showing today."
+    return day, None
+
+
+@blueprint.get("/day")
+@staff_only()
+def day() -> ResponseReturnValue:
+    """One day, a column per practitioner (or per room), with the clinic's hours shaded."""
+    clinic = clinic_or_503()
+    shown, problem = _requested_day(clinic)
+    practitioners = practitioners_visible_to(db.session(), _user())
+    by_room = request.args.get("by") == "room" and _user().role is not Role.PRACTITIONER
+    grid = day_grid(db.session(), clinic, shown, practitioners, by_room=by_room)
+    return render_template(
+        "staff/day.html",
+        clinic=clinic,
+        day=shown,
+        today=now().astimezone(clinic.tz).date(),
+        grid=grid,
+        by_room=by_room,
+        problem=problem,
+        may_see_rooms=_user().role is not Role.PRACTITIONER,
+    )
+
+
+@blueprint.get("/week")
+@staff_only()
+def week() -> ResponseReturnValue:
+    """A practitioner's week, a column per day."""
+    clinic = clinic_or_503()
+    shown, problem = _requested_day(clinic)
+    monday = shown - timedelta(days=shown.weekday())
+    practitioners = practitioners_visible_to(db.session(), _user())
+    chosen = request.args.get("practitioner", "")
+    practitioner = next((p for p in practitioners if str(p.id) == chosen), None)
+    if practitioner is None and practitioners:
+        practitioner = practitioners[0]
+        if chosen:
+            problem = "You cannot see that practitioner's week; showing one you can."
+    grid = week_grid(db.session(), clinic, monday, practitioner) if practitioner else None
+    return render_template(
+        "staff/week.html",
+        clinic=clinic,
+        day=shown,
+        monday=monday,
+        today=now().astimezone(clinic.tz).date(),
+        grid=grid,
+        practitioner=practitioner,
+        practitioners=practitioners,
+        problem=problem,
+    )
+
+
+@blueprint.get("/day/sheet")
+@staff_only()
+def day_sheet_page() -> ResponseReturnValue:
+    """The day on paper: each practitioner's bookings with the patient's contact details."""
+    clinic = clinic_or_503()
+    shown, problem = _requested_day(clinic)
+    practitioners = practitioners_visible_to(db.session(), _user())
+    return render_template(
+        "staff/day_sheet.html",
+        clinic=clinic,
+        day=shown,
+        sheet=day_sheet(db.session(), clinic, shown, practitioners),
+        problem=problem,
+    )
