@@ -11,6 +11,7 @@ import os
 import re
 import smtplib
 import ssl
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -197,6 +198,16 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+# What FolderMailer names its files: when written, then the Message-ID's local part.
+EML_NAME = re.compile(r"[0-9T]{21}-[A-Za-z0-9._-]{1,100}\.eml")
+
+
+def mail_folder(config: Mapping[str, object], instance_path: str) -> Path:
+    """Return where mail is written without SMTP: ``MAIL_FOLDER``, else ``instance/mail``."""
+    configured = config.get("MAIL_FOLDER")
+    return Path(str(configured)) if configured else Path(instance_path) / "mail"
+
+
 class FolderMailer(Mailer):
     """Writes each message as an ``.eml`` file, for a laptop without a mail server."""
 
@@ -218,10 +229,10 @@ class FolderMailer(Mailer):
             raise TemporaryFailure(f"cannot write to the mail folder {self.folder}: {exc}") from exc
 
 
-def mailer_from(config: dict[str, object], instance_path: str) -> Mailer:
+def mailer_from(config: Mapping[str, object], instance_path: str) -> Mailer:
     """Return the mailer the settings ask for: SMTP, or the folder ``instance/mail``."""
     url = str(config.get("SMTP_URL") or "")
     if url:
         timeout = float(config.get("SMTP_TIMEOUT") or 30)  # type: ignore[arg-type]
         return SMTPMailer(parse_smtp_url(url, timeout=timeout))
-    return FolderMailer(Path(str(config.get("MAIL_FOLDER") or Path(instance_path) / "mail")))
+    return FolderMailer(mail_folder(config, instance_path))

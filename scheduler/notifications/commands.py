@@ -6,7 +6,6 @@ import signal
 import threading
 from collections import Counter
 from types import FrameType
-from urllib.parse import urlsplit
 
 import click
 from flask import current_app
@@ -18,6 +17,7 @@ from scheduler.extensions import db
 from scheduler.mail import Mailer, mailer_from
 from scheduler.notifications.dispatch import Settings, run_batch, send_due, summary
 from scheduler.notifications.models import AttemptOutcome
+from scheduler.web import uid_host
 
 
 @click.group()
@@ -27,11 +27,10 @@ def notifications() -> None:
 
 def _settings(batch_size: int) -> Settings:
     config = current_app.config
-    base_url = config["BASE_URL"]
     return Settings(
-        base_url=base_url,
+        base_url=config["BASE_URL"],
         mail_from=config["MAIL_FROM"],
-        message_host=urlsplit(base_url).hostname or "localhost",
+        message_host=uid_host(),
         batch_size=batch_size,
     )
 

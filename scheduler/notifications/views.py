@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from email import message_from_bytes, policy
 from email.errors import MessageError
 from email.message import EmailMessage
@@ -13,7 +12,9 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from scheduler import mail
 from scheduler.booking.models import Booking
+from scheduler.clinic.models import Clinic
 from scheduler.extensions import db
 from scheduler.notifications.dispatch import unwanted
 from scheduler.notifications.messages import compose, gather
@@ -26,8 +27,6 @@ from scheduler.web import clinic_or_503, now
 blueprint = Blueprint("notifications", __name__, url_prefix="/staff")
 
 PAGE_SIZE = 100
-# What the mail folder's files are called (see FolderMailer); nothing else is served from it.
-EML_NAME = re.compile(r"[0-9T]{21}-[A-Za-z0-9._-]{1,100}\.eml")
 
 
 @blueprint.get("/notifications/")
@@ -66,12 +65,12 @@ def _notification_or_404(notification_id: int) -> Notification:
     return notification
 
 
-def _preview(notification: Notification) -> tuple[EmailMessage | None, str | None]:
+def _preview(notification: Notification, clinic: Clinic) -> tuple[EmailMessage | None, str | None]:
     """Write the message as it would go out now; or say why it would not."""
     reason = unwanted(notification, now())
     if reason is not None:
         return None, reason
-    letter = gather(db.session(), notification, clinic_or_503(), current_app.config["BASE_URL"])
+    letter = gather(db.session(), notification, clinic, current_app.config["BASE_URL"])
     try:
         message = compose(
             letter,
@@ -103,7 +102,7 @@ def notification(notification_id: int) -> ResponseReturnValue:
     """Show one message: its attempts, and what it says if it went out now."""
     clinic = clinic_or_503()
     item = _notification_or_404(notification_id)
-    preview, reason = _preview(item)
+    preview, reason = _preview(item, clinic)
     text, html, invite = _bodies(preview) if preview is not None else ("", "", "")
     return render_template(
         "staff/notification.html",
@@ -132,19 +131,14 @@ def resend(notification_id: int) -> ResponseReturnValue:
     return redirect(url_for("notifications.notification", notification_id=item.id), code=303)
 
 
-def _mail_folder() -> Path:
-    configured = current_app.config.get("MAIL_FOLDER")
-    return Path(configured) if configured else Path(current_app.instance_path) / "mail"
-
-
 @blueprint.get("/mail/")
 @staff_only(Role.ADMIN, Role.RECEPTION)
 def mail_folder() -> ResponseReturnValue:
     """List the messages written to the mail folder (when no SMTP server is set)."""
     clinic = clinic_or_503()
-    folder = _mail_folder()
+    folder = mail.mail_folder(current_app.config, current_app.instance_path)
     names = sorted(
-        (path.name for path in folder.glob("*.eml") if EML_NAME.fullmatch(path.name)),
+        (path.name for path in folder.glob("*.eml") if mail.EML_NAME.fullmatch(path.name)),
         reverse=True,
     )[:PAGE_SIZE]
     messages = []
@@ -174,9 +168,9 @@ def _read_eml(path: Path) -> EmailMessage | None:
 def mail_message(name: str) -> ResponseReturnValue:
     """Show one message from the mail folder."""
     clinic = clinic_or_503()
-    if not EML_NAME.fullmatch(name):
+    if not mail.EML_NAME.fullmatch(name):
         abort(404)
-    message = _read_eml(_mail_folder() / name)
+    message = _read_eml(mail.mail_folder(current_app.config, current_app.instance_path) / name)
     if message is None:
         abort(404)
     text, html, invite = _bodies(message)
