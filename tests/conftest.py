@@ -284,6 +284,7 @@ def book(session: Session, setup: Setup, clock: Clock) -> Callable[..., Booking]
         practitioner: Practitioner | None = None,
         treatment: Treatment | None = None,
         email: str | None = None,
+        name: str | None = None,
     ) -> Booking:
         number = next(counter)
         booking = book_session(
@@ -293,7 +294,9 @@ def book(session: Session, setup: Setup, clock: Clock) -> Callable[..., Booking]
             practitioner=practitioner,
             start=start,
             patient=PatientDetails(
-                f"Patient {number}", email or f"patient{number}@example.org", "+44 7700 900000"
+                name or f"Patient {number}",
+                email or f"patient{number}@example.org",
+                "+44 7700 900000",
             ),
             now=clock(),
             uid_host="clinic.test",

@@ -22,8 +22,6 @@ from sqlalchemy.orm import Session
 
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.booking.operations import (
-    PatientDetails,
-    book_session,
     cancel_booking,
     reschedule_booking,
 )
@@ -502,23 +500,13 @@ def test_a_refused_recipient_is_failed_with_the_reason_and_not_retried(
     assert smtp.received == []
 
 
-def test_a_name_with_line_breaks_and_html_cannot_inject_headers_or_markup(
-    app, smtp, session, setup, clock
-):
+def test_a_name_with_line_breaks_and_html_cannot_inject_headers_or_markup(app, smtp, book):
     # The public forms refuse such a name; one can still arrive from an import or old data.
-    book_session(
-        session,
-        clinic=setup.clinic,
-        treatment=setup.follow_up,
-        practitioner=None,
-        start=VISIT,
-        patient=PatientDetails(
-            "Eve\r\nBcc: victim@example.org\r\n\r\n<script>alert(1)</script>", "eve@example.org"
-        ),
-        now=clock(),
-        uid_host="clinic.test",
+    book(
+        VISIT,
+        name="Eve\r\nBcc: victim@example.org\r\n\r\n<script>alert(1)</script>",
+        email="eve@example.org",
     )
-    session.commit()
 
     dispatch(app)
 
@@ -573,26 +561,15 @@ def _settings(name: str, **params) -> Settings:
 
 
 def test_two_dispatchers_side_by_side_deliver_each_message_exactly_once(
-    app, session, setup, smtp, clock
+    app, session, book, smtp, clock
 ):
     # Sixty due messages, sent by two dispatchers at once in small batches.
     days = ("2026-11-25", "2026-11-26", "2026-11-27", "2026-11-28", "2026-11-30")
     times = ("09:00", "10:15", "11:30", "14:00", "15:15", "16:30")
     # Two practitioners and two rooms: each time takes two bookings.
     starts = [london(day, hhmm) for day in days for hhmm in times for _ in range(2)]
-    for number, start in enumerate(starts):
-        patient = PatientDetails(f"Patient {number}", f"p{number}@example.org")
-        book_session(
-            session,
-            clinic=setup.clinic,
-            treatment=setup.follow_up,
-            practitioner=None,
-            start=start,
-            patient=patient,
-            now=clock(),
-            uid_host="clinic.test",
-        )
-        session.commit()
+    for start in starts:
+        book(start)
     # Only the confirmations are due now.
     due = session.scalar(
         select(func.count()).where(
@@ -716,6 +693,12 @@ def test_reception_sees_each_message_its_attempts_and_what_it_says(
     assert "METHOD:REQUEST" in page.text
 
 
+def ask_to_resend(client, notification, **options):
+    """Press "Send again" on a message's page."""
+    page = f"/staff/notifications/{notification.id}"
+    return client.post(f"{page}/resend", data={"csrf_token": token_of(client, page)}, **options)
+
+
 def test_staff_resend_a_sent_message_under_a_new_message_id(
     app, client, book, smtp, make_user, session
 ):
@@ -724,10 +707,7 @@ def test_staff_resend_a_sent_message_under_a_new_message_id(
     confirmation = queued(session, booking)[Kind.CONFIRMATION, 0]
     log_in(client, make_user(Role.ADMIN).email)
 
-    answer = client.post(
-        f"/staff/notifications/{confirmation.id}/resend",
-        data={"csrf_token": token_of(client, f"/staff/notifications/{confirmation.id}")},
-    )
+    answer = ask_to_resend(client, confirmation)
     dispatch(app)
 
     assert answer.status_code == 303
@@ -745,30 +725,14 @@ def test_a_message_about_a_cancelled_visit_is_not_sent_again(
     confirmation = queued(session, booking)[Kind.CONFIRMATION, 0]
     log_in(client, make_user(Role.RECEPTION).email)
 
-    answer = client.post(
-        f"/staff/notifications/{confirmation.id}/resend",
-        data={"csrf_token": token_of(client, f"/staff/notifications/{confirmation.id}")},
-        follow_redirects=True,
-    )
+    answer = ask_to_resend(client, confirmation, follow_redirects=True)
 
     assert "Not sent again: the visit was cancelled." in answer.text
     assert queued(session, booking)[Kind.CONFIRMATION, 0].status is NotificationStatus.SENT
 
 
-def test_the_staff_preview_escapes_what_a_patient_typed(
-    app, client, session, setup, make_user, clock
-):
-    book_session(
-        session,
-        clinic=setup.clinic,
-        treatment=setup.follow_up,
-        practitioner=None,
-        start=VISIT,
-        patient=PatientDetails('Eve "><script>alert(1)</script>', "eve@example.org"),
-        now=clock(),
-        uid_host="clinic.test",
-    )
-    session.commit()
+def test_the_staff_preview_escapes_what_a_patient_typed(app, client, session, book, make_user):
+    book(VISIT, name='Eve "><script>alert(1)</script>')
     [row] = session.scalars(select(Notification).where(Notification.kind == Kind.CONFIRMATION))
     log_in(client, make_user(Role.ADMIN).email)
 
