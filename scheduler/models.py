@@ -1,5 +1,6 @@
 """Every model, imported in one place for the metadata and Alembic."""
 
+from scheduler.audit import AuditEvent
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.calendars.models import BusyTime, CalendarSubscription, ExternalEvent
 from scheduler.clinic.models import (
@@ -18,6 +19,7 @@ from scheduler.patients.models import Patient
 from scheduler.staff.models import Role, User
 
 __all__ = [
+    "AuditEvent",
     "Booking",
     "BookingStatus",
     "BusyTime",

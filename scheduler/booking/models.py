@@ -56,7 +56,8 @@ class Booking(Base):
         default=BookingStatus.CONFIRMED,
     )
     manage_token: Mapped[str] = mapped_column(String(64), unique=True)
-    notes: Mapped[str] = mapped_column(Text, default="")
+    notes: Mapped[str] = mapped_column(Text, default="")  # from the patient, when booking
+    staff_notes: Mapped[str] = mapped_column(Text, default="")  # internal; never shown to them
     calendar_uid: Mapped[str] = mapped_column(String(255), unique=True)
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

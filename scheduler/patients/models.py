@@ -21,3 +21,5 @@ class Patient(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     phone: Mapped[str] = mapped_column(String(50), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the patient's details were erased; their bookings stay, anonymised, for the books.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,0 +1,106 @@
+"""The audit trail: who created, changed, cancelled, exported or erased what, and when.
+
+Operations write an :class:`AuditEvent` beside each change in the same transaction, so the
+trail can never say something happened that did not, or miss something that did.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from scheduler.db import Base, UTCDateTime, value_enum
+
+
+class AuditAction(enum.StrEnum):
+    """What happened."""
+
+    BOOKED = "booked"
+    RESCHEDULED = "rescheduled"
+    CANCELLED = "cancelled"
+    STATUS_CHANGED = "status_changed"
+    NOTES_CHANGED = "notes_changed"
+    IMPORTED = "imported"
+    PATIENT_UPDATED = "patient_updated"
+    PATIENT_EXPORTED = "patient_exported"
+    PATIENT_ERASED = "patient_erased"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it: a staff account, or someone without one (the patient, an import)."""
+
+    label: str
+    user_id: int | None = None
+
+
+PATIENT = Actor("patient")
+CALENDAR_IMPORT = Actor("calendar import")
+
+
+class AuditEvent(Base):
+    """One entry of the trail, about a booking, a patient, or both.
+
+    ``actor`` keeps the name as it was, so the trail still reads after an account is removed.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_booking_at", "booking_id", "at"),
+        Index("ix_audit_events_patient_at", "patient_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[AuditAction] = mapped_column(value_enum(AuditAction, "audit_action"))
+    actor: Mapped[str] = mapped_column(String(254))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    booking_id: Mapped[int | None] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), nullable=True
+    )
+    patient_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), nullable=True
+    )
+    detail: Mapped[str] = mapped_column(String(1000), default="")
+
+
+def record(
+    session: Session,
+    *,
+    actor: Actor,
+    action: AuditAction,
+    now: datetime,
+    booking_id: int | None = None,
+    patient_id: int | None = None,
+    detail: str = "",
+) -> AuditEvent:
+    """Add an entry to the trail (flushed with the change it describes)."""
+    event = AuditEvent(
+        at=now,
+        action=action,
+        actor=actor.label[:254],
+        user_id=actor.user_id,
+        booking_id=booking_id,
+        patient_id=patient_id,
+        detail=detail[:1000],
+    )
+    session.add(event)
+    return event
+
+
+def trail(
+    session: Session, *, booking_id: int | None = None, patient_id: int | None = None
+) -> list[AuditEvent]:
+    """Return the entries about a booking or a patient, oldest first."""
+    query = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id)
+    if booking_id is not None:
+        query = query.where(AuditEvent.booking_id == booking_id)
+    if patient_id is not None:
+        query = query.where(AuditEvent.patient_id == patient_id)
+    return list(session.scalars(query))
