@@ -69,6 +69,7 @@ def register_write_lock(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     """Mount the pages and the API."""
     from scheduler.api.views import blueprint as api
+    from scheduler.booking.staff_views import blueprint as bookings
     from scheduler.booking.views import blueprint as booking
     from scheduler.calendars.views import blueprint as calendars
     from scheduler.clinic.views import blueprint as clinic
@@ -78,6 +79,7 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(clinic)
     app.register_blueprint(staff)
+    app.register_blueprint(bookings)
     app.register_blueprint(notifications)
     app.register_blueprint(booking)
     app.register_blueprint(calendars)

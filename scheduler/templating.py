@@ -11,8 +11,11 @@ from scheduler.timeutil import format_local
 
 
 def local_time(moment: datetime, clinic: Clinic, fmt: str = "full") -> str:
-    """Format ``moment`` in the clinic's zone: ``full``, ``date``, ``time`` or ``zone``."""
+    """Format ``moment`` in the clinic's zone: ``full``, ``date``, ``time``, ``zone`` or
+    ``iso_date`` (for links and date inputs)."""
     local = moment.astimezone(clinic.tz)
+    if fmt == "iso_date":
+        return local.date().isoformat()
     if fmt == "date":
         return f"{local:%A} {local.day} {local:%B %Y}"
     if fmt == "time":

@@ -6,7 +6,14 @@ import re
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, StringField, TelField, TextAreaField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    StringField,
+    TelField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -82,9 +89,54 @@ class CancelForm(FlaskForm):
 
     reason = StringField(
         "Reason (optional)",
+        default="",
         filters=[_strip],
         validators=[
             Length(max=500, message="Please shorten the reason to 500 characters."),
             single_line,
         ],
     )
+
+
+# --- Staff ----------------------------------------------------------------------------------
+
+
+class StatusForm(FlaskForm):
+    """Marks a booking arrived, completed, a no-show, or back to confirmed."""
+
+    status = HiddenField(validators=[DataRequired("Please choose a status.")])
+
+
+class StaffNotesForm(FlaskForm):
+    """The staff's internal notes on a booking."""
+
+    staff_notes = TextAreaField(
+        "Internal notes (staff only, never shown to the patient)",
+        filters=[_strip],
+        validators=[
+            Length(max=5000, message="Please shorten the notes to 5,000 characters."),
+            plain_text,
+        ],
+    )
+
+
+class StaffCancelForm(FlaskForm):
+    """Cancels a booking for the patient or for the clinic, with a reason for the record."""
+
+    reason = StringField(
+        "Reason",
+        filters=[_strip],
+        validators=[
+            DataRequired("Please give a reason; it is kept with the booking."),
+            Length(max=500, message="Please shorten the reason to 500 characters."),
+            single_line,
+        ],
+    )
+    by_clinic = BooleanField("The clinic cancelled (not counted against the patient)")
+
+
+class StaffRescheduleForm(FlaskForm):
+    """Confirms moving a booking to ``start`` with ``practitioner``."""
+
+    start = HiddenField(validators=[DataRequired("Please choose a new time.")])
+    practitioner = HiddenField()

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from scheduler.audit import PATIENT, Actor, AuditAction, record
 from scheduler.booking.availability import (
     Interval,
     PractitionerDiary,
@@ -44,6 +45,7 @@ from scheduler.notifications.operations import (
     queue_for_cancellation,
     queue_for_new_booking,
     queue_for_reschedule,
+    queue_for_status,
 )
 from scheduler.patients.models import Patient
 from scheduler.timeutil import day_bounds, format_local
@@ -373,12 +375,14 @@ def book_session(
     notes: str = "",
     now: datetime,
     uid_host: str,
+    actor: Actor = PATIENT,
 ) -> Booking:
     """Book ``treatment`` at ``start`` with ``practitioner`` (``None``: anyone free).
 
     Raises :class:`BookingError` when the request breaks a rule and :class:`SlotUnavailable`
     when the time is not free, including when another booking wins a race for it. The
-    confirmation, checklists and aftercare are queued with the booking.
+    confirmation, checklists and aftercare are queued with the booking, and ``actor`` is
+    recorded as the one who booked it.
     """
     if not treatment.active:
         raise BookingError("That treatment is no longer offered.", field="service")
@@ -420,7 +424,35 @@ def book_session(
         now=now,
     )
     queue_for_new_booking(session, clinic=clinic, booking=booking, now=now)
+    _record(
+        session,
+        booking,
+        actor,
+        AuditAction.BOOKED,
+        now,
+        f"{treatment.name} with {booking.practitioner.name}, {format_local(slot.start, clinic.tz)}",
+    )
     return booking
+
+
+def _record(
+    session: Session,
+    booking: Booking,
+    actor: Actor,
+    action: AuditAction,
+    now: datetime,
+    detail: str = "",
+) -> None:
+    record(
+        session,
+        actor=actor,
+        action=action,
+        now=now,
+        booking_id=booking.id,
+        patient_id=booking.patient_id,
+        detail=detail,
+    )
+    session.flush()
 
 
 def is_changeable(booking: Booking, now: datetime) -> bool:
@@ -436,28 +468,44 @@ def _check_changeable(booking: Booking, now: datetime) -> None:
 
 
 def reschedule_booking(
-    session: Session, *, clinic: Clinic, booking: Booking, start: datetime, now: datetime
+    session: Session,
+    *,
+    clinic: Clinic,
+    booking: Booking,
+    start: datetime,
+    now: datetime,
+    practitioner: Practitioner | None = None,
+    actor: Actor = PATIENT,
 ) -> Booking:
-    """Move ``booking`` to ``start`` with the same practitioner, keeping its identity.
+    """Move ``booking`` to ``start``, keeping its identity, with the same practitioner or,
+    when staff move it, with ``practitioner``.
 
-    The update is queued and the checklists and aftercare re-timed with the move.
+    The update is queued, the checklists and aftercare re-timed with the move, and ``actor``
+    recorded as the one who moved it.
     """
     _check_changeable(booking, now)
-    if start == booking.start_at:
+    target = practitioner or booking.practitioner
+    if start == booking.start_at and target is booking.practitioner:
         raise BookingError("The booking is already at that time.", field="start")
+    if target is not booking.practitioner and booking.treatment not in target.treatments:
+        raise BookingError(
+            f"{target.name} does not give {booking.treatment.name}.", field="practitioner"
+        )
     slot = pick_slot(
         session,
         clinic=clinic,
         treatment=booking.treatment,
-        practitioner=booking.practitioner,
+        practitioner=target,
         start=start,
         now=now,
         ignore=booking,
     )
     room = session.get_one(Room, slot.room_id)
     previous_start = booking.start_at
+    previous_practitioner = booking.practitioner
 
     def move() -> None:
+        booking.practitioner = target
         booking.start_at = slot.start
         booking.end_at = slot.end
         booking.blocked_until = slot.end + timedelta(minutes=booking.treatment.buffer_minutes)
@@ -470,7 +518,7 @@ def reschedule_booking(
         move,
         clinic=clinic,
         treatment=booking.treatment,
-        practitioner=booking.practitioner,
+        practitioner=target,
         start=start,
         now=now,
         ignore=booking,
@@ -478,6 +526,12 @@ def reschedule_booking(
     queue_for_reschedule(
         session, clinic=clinic, booking=booking, previous_start=previous_start, now=now
     )
+    detail = (
+        f"from {format_local(previous_start, clinic.tz)} to {format_local(slot.start, clinic.tz)}"
+    )
+    if target is not previous_practitioner:
+        detail += f", from {previous_practitioner.name} to {target.name}"
+    _record(session, booking, actor, AuditAction.RESCHEDULED, now, detail)
     return booking
 
 
@@ -487,9 +541,17 @@ def is_late_cancellation(clinic: Clinic, booking: Booking, now: datetime) -> boo
 
 
 def cancel_booking(
-    session: Session, *, clinic: Clinic, booking: Booking, reason: str = "", now: datetime
+    session: Session,
+    *,
+    clinic: Clinic,
+    booking: Booking,
+    reason: str = "",
+    now: datetime,
+    actor: Actor = PATIENT,
+    by_clinic: bool = False,
 ) -> Booking:
-    """Cancel ``booking``, freeing its time; inside the late window it is recorded as late.
+    """Cancel ``booking``, freeing its time; inside the late window it is recorded as late,
+    unless the clinic cancelled it (``by_clinic``), which is never the patient's fault.
 
     What was still to be sent about the visit is dropped and the cancellation queued.
     """
@@ -497,11 +559,97 @@ def cancel_booking(
     booking.status = BookingStatus.CANCELLED
     booking.cancelled_at = now
     booking.cancellation_reason = reason.strip()
-    booking.late_cancellation = is_late_cancellation(clinic, booking, now)
+    booking.late_cancellation = not by_clinic and is_late_cancellation(clinic, booking, now)
     booking.sequence += 1
     booking.updated_at = now
     session.flush()
     queue_for_cancellation(session, booking=booking, now=now)
+    detail = "by the clinic" if by_clinic else "late" if booking.late_cancellation else ""
+    if booking.cancellation_reason:
+        detail = (
+            f"{detail}: {booking.cancellation_reason}" if detail else booking.cancellation_reason
+        )
+    _record(session, booking, actor, AuditAction.CANCELLED, now, detail)
+    return booking
+
+
+# Which statuses staff may set a booking to, from which.
+_STATUS_FROM = {
+    BookingStatus.ARRIVED: {BookingStatus.CONFIRMED, BookingStatus.NO_SHOW},
+    BookingStatus.COMPLETED: {
+        BookingStatus.CONFIRMED,
+        BookingStatus.ARRIVED,
+        BookingStatus.NO_SHOW,
+    },
+    BookingStatus.NO_SHOW: {BookingStatus.CONFIRMED, BookingStatus.ARRIVED},
+    BookingStatus.CONFIRMED: {
+        BookingStatus.ARRIVED,
+        BookingStatus.COMPLETED,
+        BookingStatus.NO_SHOW,
+    },
+}
+
+
+def describe_status(status: BookingStatus) -> str:
+    """Return the status as staff read it ("no show" rather than "no_show")."""
+    return status.value.replace("_", "-") if status is BookingStatus.NO_SHOW else status.value
+
+
+def set_status(
+    session: Session,
+    *,
+    clinic: Clinic,
+    booking: Booking,
+    status: BookingStatus,
+    now: datetime,
+    actor: Actor,
+) -> Booking:
+    """Mark ``booking`` arrived, completed or a no-show, or put it back to confirmed.
+
+    Arrived and completed are possible from the day of the visit, a no-show once it has
+    started. A no-show's aftercare is not sent; putting it back brings the aftercare back.
+    """
+    if status is BookingStatus.CANCELLED:
+        raise BookingError("Use Cancel to cancel a booking; it tells the patient.", field="status")
+    if booking.status is status:
+        raise BookingError(f"The booking is already {describe_status(status)}.", field="status")
+    if booking.status not in _STATUS_FROM[status]:
+        raise BookingError(
+            f"A booking that is {describe_status(booking.status)} cannot be marked "
+            f"{describe_status(status)}.",
+            field="status",
+        )
+    visit_day = booking.start_at.astimezone(clinic.tz).date()
+    if status is not BookingStatus.CONFIRMED and now.astimezone(clinic.tz).date() < visit_day:
+        raise BookingError("The visit is on a later day; mark it on the day.", field="status")
+    if status is BookingStatus.NO_SHOW and now < booking.start_at:
+        raise BookingError("The visit has not started yet; it cannot be a no-show.", field="status")
+    previous = booking.status
+    booking.status = status
+    booking.updated_at = now
+    session.flush()
+    queue_for_status(session, booking=booking, now=now)
+    _record(
+        session,
+        booking,
+        actor,
+        AuditAction.STATUS_CHANGED,
+        now,
+        f"from {describe_status(previous)} to {describe_status(status)}",
+    )
+    return booking
+
+
+def set_staff_notes(
+    session: Session, *, booking: Booking, text: str, now: datetime, actor: Actor
+) -> Booking:
+    """Replace the staff's internal notes on ``booking`` (never shown to the patient)."""
+    text = text.strip()
+    if text == booking.staff_notes:
+        return booking
+    booking.staff_notes = text
+    booking.updated_at = now
+    _record(session, booking, actor, AuditAction.NOTES_CHANGED, now)
     return booking
 
 

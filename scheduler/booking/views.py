@@ -121,7 +121,7 @@ def _days_of_slots(clinic: Clinic, first: date, slots: list[Slot]) -> list[tuple
     ]
 
 
-def _picker(
+def picker(
     clinic: Clinic,
     treatment: Treatment,
     practitioner: Practitioner | None,
@@ -185,7 +185,7 @@ def choose() -> ResponseReturnValue:
     }
     if choice.treatment is not None and not choice.errors:
         context.update(
-            _picker(clinic, choice.treatment, choice.practitioner, request.args.get("from"))
+            picker(clinic, choice.treatment, choice.practitioner, request.args.get("from"))
         )
     status = 400 if asked and choice.errors else 200
     return render_template("booking/choose.html", **context), status
@@ -334,7 +334,7 @@ def reschedule(token: str) -> ResponseReturnValue:
     }
     if start is None or status != 200:
         context.update(
-            _picker(
+            picker(
                 clinic,
                 booking.treatment,
                 booking.practitioner,

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scheduler.audit import CALENDAR_IMPORT, Actor, AuditAction, record
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.booking.operations import (
     BookingError,
@@ -41,8 +42,10 @@ def import_appointments(
     practitioner: Practitioner,
     expansion: Expansion,
     now: datetime,
+    actor: Actor = CALENDAR_IMPORT,
 ) -> ImportReport:
-    """Apply series read from a file (future events only) as the practitioner's bookings."""
+    """Apply series read from a file (future events only) as the practitioner's bookings,
+    recording ``actor`` in the audit trail of each one created, moved or cancelled."""
     report = ImportReport(
         errors=len(expansion.problems),
         problems=list(expansion.problems),
@@ -51,7 +54,7 @@ def import_appointments(
     treatments = list(
         session.scalars(select(Treatment).where(Treatment.active.is_(True)).order_by(Treatment.id))
     )
-    importer = _Importer(session, clinic, practitioner, treatments, now, report)
+    importer = _Importer(session, clinic, practitioner, treatments, now, report, actor)
     for series in expansion.series:
         importer.apply(series)
     session.flush()
@@ -67,7 +70,9 @@ class _Importer:
         treatments: Sequence[Treatment],
         now: datetime,
         report: ImportReport,
+        actor: Actor,
     ) -> None:
+        self.actor = actor
         self.session = session
         self.clinic = clinic
         self.practitioner = practitioner
@@ -135,6 +140,7 @@ class _Importer:
         )
         if self._place(booking, series, occurrence, "not imported"):
             self.report.imported += 1
+            self._record(booking, AuditAction.IMPORTED, f"from {series.uid}")
 
     def _place(self, booking: Booking, series: Series, occurrence: Occurrence, failed: str) -> bool:
         """Put the booking at the occurrence's time, or report the clash that prevents it."""
@@ -163,6 +169,7 @@ class _Importer:
         booking.sequence = max(booking.sequence + 1, occurrence.sequence)
         booking.updated_at = self.now
         self.report.updated += 1
+        self._record(booking, AuditAction.RESCHEDULED, "moved in the imported calendar")
 
     def _cancel(self, booking: Booking | None, series: Series) -> None:
         if (
@@ -178,6 +185,19 @@ class _Importer:
         booking.sequence = max(booking.sequence + 1, series.sequence)
         booking.updated_at = self.now
         self.report.cancelled += 1
+        self._record(booking, AuditAction.CANCELLED, booking.cancellation_reason)
+
+    def _record(self, booking: Booking, action: AuditAction, detail: str) -> None:
+        self.session.flush()  # a new booking needs its id
+        record(
+            self.session,
+            actor=self.actor,
+            action=action,
+            now=self.now,
+            booking_id=booking.id,
+            patient_id=booking.patient_id,
+            detail=detail,
+        )
 
     def _cancel_all(self, series: Series) -> None:
         bookings = self.session.scalars(

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.booking.models import Booking
+from scheduler.booking.models import Booking, BookingStatus
 from scheduler.clinic.models import Clinic
 from scheduler.notifications.models import (
     OPEN_STATUSES,
@@ -157,6 +157,22 @@ def queue_for_cancellation(session: Session, *, booking: Booking, now: datetime)
         if row.status in OPEN_STATUSES:
             _skip(row, "the visit was cancelled", now)
     _add(session, booking, NotificationKind.CANCELLATION, now, now=now)
+    session.flush()
+
+
+NO_SHOW_REASON = "the patient did not come"
+
+
+def queue_for_status(session: Session, *, booking: Booking, now: datetime) -> None:
+    """Hold back the aftercare of a no-show, and bring it back when that was a mistake."""
+    aftercare = _queued(session, booking).get((NotificationKind.AFTERCARE, 0))
+    if aftercare is None:
+        return
+    if booking.status is BookingStatus.NO_SHOW:
+        if aftercare.status in OPEN_STATUSES:
+            _skip(aftercare, NO_SHOW_REASON, now)
+    elif aftercare.status is NotificationStatus.SKIPPED and aftercare.last_error == NO_SHOW_REASON:
+        _arm(aftercare, max(aftercare.due_at, now))
     session.flush()
 
 

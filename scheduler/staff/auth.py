@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from scheduler.audit import Actor
 from scheduler.clinic.models import Practitioner
 from scheduler.extensions import db, login_manager
 from scheduler.staff.models import Role, User
@@ -48,6 +49,18 @@ def init_app() -> None:
         if user is None or not user.active or user.session_version != int(version):
             return None
         return user
+
+
+def current_staff() -> User:
+    """Return the staff member logged in to this request."""
+    user: User = current_user._get_current_object()
+    return user
+
+
+def staff_actor() -> Actor:
+    """Return the logged-in staff member as the audit trail names them."""
+    user = current_staff()
+    return Actor(user.email, user.id)
 
 
 def staff_only(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:

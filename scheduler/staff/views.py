@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_user, logout_user
+from flask_login import login_user, logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
@@ -29,7 +29,13 @@ from scheduler.calendars.subscriptions import (
 from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
 from scheduler.db import begin_write
 from scheduler.extensions import db
-from scheduler.staff.auth import authenticate, practitioners_visible_to, staff_only
+from scheduler.staff.auth import (
+    authenticate,
+    current_staff,
+    practitioners_visible_to,
+    staff_actor,
+    staff_only,
+)
 from scheduler.staff.diary import day_grid, day_sheet, week_grid
 from scheduler.staff.forms import (
     ImportForm,
@@ -37,7 +43,7 @@ from scheduler.staff.forms import (
     PasswordChangeForm,
     SubscriptionForm,
 )
-from scheduler.staff.models import Role, User
+from scheduler.staff.models import Role
 from scheduler.web import clinic_or_503, external_url, now
 
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
@@ -54,9 +60,7 @@ def takes_write_lock_itself(view: F) -> F:
     return view
 
 
-def _user() -> User:
-    user: User = current_user._get_current_object()
-    return user
+_user = current_staff
 
 
 def _safe_next(target: str | None) -> str:
@@ -227,6 +231,7 @@ def import_files() -> ResponseReturnValue:
                 practitioner=practitioner,
                 expansion=expansion,
                 now=now(),
+                actor=staff_actor(),
             )
         else:
             report = import_busy(db.session(), practitioner=practitioner, expansion=expansion)

@@ -1,0 +1,521 @@
+"""Bookings in the staff area: find them, book for a caller, move, cancel, mark and annotate.
+
+Reception and admins work with every booking; a practitioner sees their own, marks arrivals
+and no-shows and keeps notes on them, but leaves moving and cancelling to the front desk.
+Every change goes through the same operations as the patient's own pages, so the same checks
+hold, the same messages are queued, and the audit trail names who did it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import Select, func, or_, select
+
+from scheduler.audit import trail
+from scheduler.booking.availability import Slot
+from scheduler.booking.forms import (
+    BookingForm,
+    StaffCancelForm,
+    StaffNotesForm,
+    StaffRescheduleForm,
+    StatusForm,
+)
+from scheduler.booking.models import Booking, BookingStatus
+from scheduler.booking.operations import (
+    BookingError,
+    PatientDetails,
+    book_session,
+    cancel_booking,
+    describe_status,
+    is_changeable,
+    pick_slot,
+    reschedule_booking,
+    set_staff_notes,
+    set_status,
+)
+from scheduler.booking.views import picker, read_choice, read_start, refuse
+from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.extensions import db
+from scheduler.notifications.models import Notification
+from scheduler.patients.models import Patient
+from scheduler.staff.auth import current_staff, practitioners_visible_to, staff_actor, staff_only
+from scheduler.staff.models import Role
+from scheduler.timeutil import day_bounds
+from scheduler.web import clinic_or_503, now, uid_host
+
+blueprint = Blueprint("bookings", __name__, url_prefix="/staff/bookings")
+
+FRONT_DESK = (Role.ADMIN, Role.RECEPTION)
+PAGE_SIZE = 100
+DEFAULT_SPAN = timedelta(days=13)
+LONGEST_SPAN = timedelta(days=366)
+# Which buttons a booking in each status offers.
+NEXT_STATUSES = {
+    BookingStatus.CONFIRMED: [
+        BookingStatus.ARRIVED,
+        BookingStatus.COMPLETED,
+        BookingStatus.NO_SHOW,
+    ],
+    BookingStatus.ARRIVED: [BookingStatus.COMPLETED, BookingStatus.NO_SHOW],
+    BookingStatus.COMPLETED: [BookingStatus.CONFIRMED],
+    BookingStatus.NO_SHOW: [BookingStatus.ARRIVED, BookingStatus.CONFIRMED],
+    BookingStatus.CANCELLED: [],
+}
+
+
+@dataclass
+class Filters:
+    """What the bookings list is narrowed to, read from the query string."""
+
+    first: date
+    last: date
+    practitioner: Practitioner | None = None
+    status: BookingStatus | None = None
+    text: str = ""
+    page: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _read_day(args: Mapping[str, str], name: str, default: date, errors: dict[str, str]) -> date:
+    raw = args.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors[name] = "Use the date picker or YYYY-MM-DD."
+        return default
+
+
+def read_filters(args: Mapping[str, str], clinic: Clinic, visible: list[Practitioner]) -> Filters:
+    """Read the list's filters, falling back to the next two weeks and saying what was wrong."""
+    errors: dict[str, str] = {}
+    today = now().astimezone(clinic.tz).date()
+    first = _read_day(args, "from", today, errors)
+    last = _read_day(args, "to", first + DEFAULT_SPAN, errors)
+    if last < first:
+        errors["to"] = "The last day is before the first; showing two weeks from the first."
+        last = first + DEFAULT_SPAN
+    elif last - first > LONGEST_SPAN:
+        errors["to"] = "Show at most a year at a time; showing a year from the first day."
+        last = first + LONGEST_SPAN
+    filters = Filters(first, last, text=args.get("q", "").strip()[:200], errors=errors)
+    chosen = args.get("practitioner", "").strip()
+    if chosen:
+        filters.practitioner = next((p for p in visible if str(p.id) == chosen), None)
+        if filters.practitioner is None:
+            errors["practitioner"] = "Choose a practitioner from the list."
+    status = args.get("status", "").strip()
+    if status:
+        try:
+            filters.status = BookingStatus(status)
+        except ValueError:
+            errors["status"] = "Choose a status from the list."
+    raw_page = args.get("page", "0")
+    filters.page = int(raw_page) if raw_page.isascii() and raw_page.isdigit() else 0
+    filters.page = min(filters.page, 10_000)
+    return filters
+
+
+def _query(clinic: Clinic, filters: Filters, visible: list[Practitioner]) -> Select[Booking]:
+    start, end = day_bounds(filters.first, filters.last, clinic.tz)
+    query = (
+        select(Booking)
+        .join(Patient)
+        .where(
+            Booking.start_at >= start,
+            Booking.start_at < end,
+            Booking.practitioner_id.in_([p.id for p in visible]),
+        )
+        .order_by(Booking.start_at, Booking.id)
+    )
+    if filters.practitioner is not None:
+        query = query.where(Booking.practitioner_id == filters.practitioner.id)
+    if filters.status is not None:
+        query = query.where(Booking.status == filters.status)
+    if filters.text:
+        pattern = f"%{_escape_like(filters.text.lower())}%"
+        query = query.where(
+            or_(
+                func.lower(Patient.name).like(pattern, escape="\\"),
+                Patient.email.like(pattern, escape="\\"),  # stored lower-cased
+                Patient.phone.like(pattern, escape="\\"),
+            )
+        )
+    return query
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@blueprint.get("/")
+@staff_only()
+def index() -> ResponseReturnValue:
+    """Bookings in a date range, narrowed by practitioner, status and patient."""
+    clinic = clinic_or_503()
+    visible = practitioners_visible_to(db.session(), current_staff())
+    filters = read_filters(request.args, clinic, visible)
+    rows = list(
+        db.session.scalars(
+            _query(clinic, filters, visible).offset(filters.page * PAGE_SIZE).limit(PAGE_SIZE + 1)
+        )
+    )
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page"}
+    return render_template(
+        "staff/bookings/index.html",
+        clinic=clinic,
+        filters=filters,
+        practitioners=visible,
+        statuses=list(BookingStatus),
+        rows=rows[:PAGE_SIZE],
+        next_url=url_for("bookings.index", **args, page=filters.page + 1)
+        if len(rows) > PAGE_SIZE
+        else None,
+        previous_url=url_for("bookings.index", **args, page=filters.page - 1)
+        if filters.page
+        else None,
+        may_book=current_staff().role in FRONT_DESK,
+    ), 422 if filters.errors else 200
+
+
+def _booking_or_404(booking_id: int) -> Booking:
+    """Return a booking the current user may see, or 404 (never 403: no probing for ids)."""
+    booking = db.session.get(Booking, booking_id)
+    user = current_staff()
+    if booking is None or (
+        user.role is Role.PRACTITIONER and booking.practitioner_id != user.practitioner_id
+    ):
+        abort(404)
+    return booking
+
+
+def _detail_page(
+    booking: Booking,
+    *,
+    status_form: StatusForm | None = None,
+    notes_form: StaffNotesForm | None = None,
+    cancel_form: StaffCancelForm | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    clinic = clinic_or_503()
+    user = current_staff()
+    notes_form = notes_form or StaffNotesForm(staff_notes=booking.staff_notes)
+    messages = (
+        db.session.scalars(
+            select(Notification)
+            .where(Notification.booking_id == booking.id)
+            .order_by(Notification.due_at, Notification.id)
+        ).all()
+        if user.role in FRONT_DESK
+        else []
+    )
+    return render_template(
+        "staff/bookings/detail.html",
+        clinic=clinic,
+        booking=booking,
+        status_form=status_form or StatusForm(),
+        notes_form=notes_form,
+        cancel_form=cancel_form or StaffCancelForm(),
+        next_statuses=NEXT_STATUSES[booking.status],
+        describe_status=describe_status,
+        front_desk=user.role in FRONT_DESK,
+        changeable=is_changeable(booking, now()),
+        events=trail(db.session(), booking_id=booking.id),
+        patient_pages="patients.detail" in current_app.view_functions,
+        messages=messages,
+    ), status
+
+
+@blueprint.get("/<int:booking_id>")
+@staff_only()
+def detail(booking_id: int) -> ResponseReturnValue:
+    """One booking: the visit, the patient, what can be done, and its history."""
+    return _detail_page(_booking_or_404(booking_id))
+
+
+@blueprint.post("/<int:booking_id>/status")
+@staff_only()
+def mark(booking_id: int) -> ResponseReturnValue:
+    """Mark the visit arrived, completed or a no-show (or put it back to confirmed)."""
+    clinic = clinic_or_503()
+    booking = _booking_or_404(booking_id)
+    form = StatusForm()
+    if not form.validate_on_submit():
+        return _detail_page(booking, status_form=form, status=422)
+    try:
+        wanted = BookingStatus(form.status.data)
+    except ValueError:
+        form.status.errors = ["Choose one of the buttons."]
+        return _detail_page(booking, status_form=form, status=422)
+    try:
+        set_status(
+            db.session(),
+            clinic=clinic,
+            booking=booking,
+            status=wanted,
+            now=now(),
+            actor=staff_actor(),
+        )
+    except BookingError as exc:
+        db.session.rollback()
+        form.status.errors = [exc.message]
+        return _detail_page(booking, status_form=form, status=422)
+    db.session.commit()
+    flash(f"Marked {describe_status(wanted)}.", "success")
+    return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
+
+
+@blueprint.post("/<int:booking_id>/notes")
+@staff_only()
+def notes(booking_id: int) -> ResponseReturnValue:
+    """Save the internal notes on a booking."""
+    booking = _booking_or_404(booking_id)
+    form = StaffNotesForm()
+    if not form.validate_on_submit():
+        return _detail_page(booking, notes_form=form, status=422)
+    set_staff_notes(
+        db.session(),
+        booking=booking,
+        text=form.staff_notes.data or "",
+        now=now(),
+        actor=staff_actor(),
+    )
+    db.session.commit()
+    flash("Notes saved.", "success")
+    return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
+
+
+@blueprint.post("/<int:booking_id>/cancel")
+@staff_only(*FRONT_DESK)
+def cancel(booking_id: int) -> ResponseReturnValue:
+    """Cancel for the patient or for the clinic, with a reason; the patient is told."""
+    clinic = clinic_or_503()
+    booking = _booking_or_404(booking_id)
+    form = StaffCancelForm()
+    if not form.validate_on_submit():
+        return _detail_page(booking, cancel_form=form, status=422)
+    try:
+        cancel_booking(
+            db.session(),
+            clinic=clinic,
+            booking=booking,
+            reason=form.reason.data or "",
+            now=now(),
+            actor=staff_actor(),
+            by_clinic=bool(form.by_clinic.data),
+        )
+    except BookingError as exc:
+        db.session.rollback()
+        form.form_errors.append(exc.message)
+        return _detail_page(booking, cancel_form=form, status=422)
+    db.session.commit()
+    late = " It is recorded as a late cancellation." if booking.late_cancellation else ""
+    flash(f"The booking is cancelled and the patient will be told.{late}", "success")
+    return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
+
+
+def _target_practitioner(booking: Booking, raw: str | None) -> Practitioner | None:
+    """Read the practitioner to move a booking to: its own when not given, None when unknown."""
+    if not raw or raw == str(booking.practitioner_id):
+        return booking.practitioner
+    candidate = db.session.get(Practitioner, int(raw)) if raw.isascii() and raw.isdigit() else None
+    if candidate is None or not candidate.active or booking.treatment not in candidate.treatments:
+        return None
+    return candidate
+
+
+@blueprint.route("/<int:booking_id>/reschedule", methods=["GET", "POST"])
+@staff_only(*FRONT_DESK)
+def reschedule(booking_id: int) -> ResponseReturnValue:
+    """Pick a new time, with the same or another practitioner, and move the booking."""
+    clinic = clinic_or_503()
+    booking = _booking_or_404(booking_id)
+    form = StaffRescheduleForm()
+    posted = request.method == "POST"
+    raw_practitioner = form.practitioner.data if posted else request.args.get("practitioner")
+    target = _target_practitioner(booking, raw_practitioner)
+    start = read_start(form.start.data if posted else request.args.get("start"))
+    status = 200
+    alternatives: list[Slot] = []
+    if target is None:
+        form.form_errors.append(
+            f"Choose a practitioner who gives {booking.treatment.name} from the list."
+        )
+        target, status = booking.practitioner, 422
+    elif form.validate_on_submit():
+        if start is None:
+            form.form_errors.append("Please choose a new time from the list.")
+            status = 422
+        else:
+            try:
+                reschedule_booking(
+                    db.session(),
+                    clinic=clinic,
+                    booking=booking,
+                    start=start,
+                    now=now(),
+                    practitioner=target,
+                    actor=staff_actor(),
+                )
+            except BookingError as exc:
+                status, alternatives = refuse(form, exc)
+            else:
+                db.session.commit()
+                flash("The booking is moved and the patient will be told.", "success")
+                return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
+    elif posted:
+        status = 422
+    if not is_changeable(booking, now()):
+        status = 409 if posted else status
+        return render_template(
+            "staff/bookings/reschedule.html",
+            clinic=clinic,
+            booking=booking,
+            form=form,
+            changeable=False,
+        ), status
+    context: dict[str, object] = {
+        "clinic": clinic,
+        "booking": booking,
+        "form": form,
+        "start": start,
+        "target": target,
+        "alternatives": alternatives,
+        "changeable": True,
+        "practitioners": [
+            p for p in booking.treatment.practitioners if p.active or p is booking.practitioner
+        ],
+    }
+    if start is None or status != 200:
+        context.update(
+            picker(clinic, booking.treatment, target, request.args.get("from"), ignore=booking)
+        )
+    if start is not None:
+        form.start.data = start.isoformat()
+    form.practitioner.data = str(target.id)
+    return render_template("staff/bookings/reschedule.html", **context), status
+
+
+# --- Booking for a caller -----------------------------------------------------------------------
+
+
+def _active_treatments() -> list[Treatment]:
+    return list(
+        db.session.scalars(
+            select(Treatment).where(Treatment.active.is_(True)).order_by(Treatment.position)
+        )
+    )
+
+
+def _patient_from(args: Mapping[str, str]) -> Patient | None:
+    raw = args.get("patient", "")
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 10):
+        return None
+    patient = db.session.get(Patient, int(raw))
+    return patient if patient is not None and patient.erased_at is None else None
+
+
+@blueprint.get("/new")
+@staff_only(*FRONT_DESK)
+def new() -> ResponseReturnValue:
+    """Book for a caller: choose the treatment and practitioner, then a free time."""
+    clinic = clinic_or_503()
+    choice = read_choice(request.args)
+    asked = "service" in request.args
+    patient = _patient_from(request.args)
+    context: dict[str, object] = {
+        "clinic": clinic,
+        "treatments": _active_treatments(),
+        "practitioners": db.session.scalars(
+            select(Practitioner).where(Practitioner.active.is_(True)).order_by(Practitioner.name)
+        ).all(),
+        "choice": choice,
+        "errors": choice.errors if asked else {},
+        "patient": patient,
+    }
+    if choice.treatment is not None and not choice.errors:
+        context.update(
+            picker(clinic, choice.treatment, choice.practitioner, request.args.get("from"))
+        )
+    return render_template("staff/bookings/new.html", **context), (
+        400 if asked and choice.errors else 200
+    )
+
+
+@blueprint.route("/new/details", methods=["GET", "POST"])
+@staff_only(*FRONT_DESK)
+def new_details() -> ResponseReturnValue:
+    """The caller's details for the chosen time; ``POST`` books it as online, mail and all."""
+    clinic = clinic_or_503()
+    choice = read_choice(request.args)
+    start = read_start(request.args.get("start"))
+    if choice.errors or choice.treatment is None or start is None:
+        flash(
+            next(iter(choice.errors.values()), None) or "Please choose a time from the list.",
+            "warning",
+        )
+        args: dict[str, Any] = request.args.to_dict()
+        return redirect(url_for("bookings.new", **args), 303)
+    treatment = choice.treatment
+    patient = _patient_from(request.args)
+    form = BookingForm()
+    if request.method == "GET" and patient is not None:
+        form.full_name.data, form.email.data, form.phone.data = (
+            patient.name,
+            patient.email,
+            patient.phone,
+        )
+    status = 200
+    alternatives: list[Slot] = []
+    if form.validate_on_submit():
+        try:
+            booking = book_session(
+                db.session(),
+                clinic=clinic,
+                treatment=treatment,
+                practitioner=choice.practitioner,
+                start=start,
+                patient=PatientDetails(form.full_name.data, form.email.data, form.phone.data or ""),
+                notes=form.notes.data or "",
+                now=now(),
+                uid_host=uid_host(),
+                actor=staff_actor(),
+            )
+        except BookingError as exc:
+            status, alternatives = refuse(form, exc)
+        else:
+            db.session.commit()
+            flash("Booked. The patient is sent the confirmation and checklist.", "success")
+            return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
+    elif request.method == "POST":
+        status = 422
+    else:
+        try:
+            pick_slot(
+                db.session(),
+                clinic=clinic,
+                treatment=treatment,
+                practitioner=choice.practitioner,
+                start=start,
+                now=now(),
+            )
+        except BookingError as exc:
+            status, alternatives = refuse(form, exc)
+    return render_template(
+        "staff/bookings/details.html",
+        clinic=clinic,
+        treatment=treatment,
+        practitioner=choice.practitioner,
+        start=start,
+        end=start + timedelta(minutes=treatment.duration_minutes),
+        form=form,
+        alternatives=alternatives,
+        patient=patient,
+    ), status
