@@ -37,6 +37,11 @@ class Actor:
     label: str
     user_id: int | None = None
 
+    @property
+    def is_staff(self) -> bool:
+        """Whether a staff member acts, to whom the patients' notice and horizon do not apply."""
+        return self.user_id is not None
+
 
 PATIENT = Actor("patient")
 CALENDAR_IMPORT = Actor("calendar import")

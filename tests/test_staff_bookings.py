@@ -448,3 +448,39 @@ def test_the_history_names_the_patient_for_what_they_did_online(desk, client, se
 def test_the_day_view_links_each_booking_to_its_page(desk, book):
     booking = book(london("2026-11-24", "10:00"))
     assert f'href="/staff/bookings/{booking.id}"' in desk.get("/staff/day?date=2026-11-24").text
+
+
+def details_url(setup, start, practitioner=None):
+    chosen = practitioner.id if practitioner else ""
+    return (
+        f"/staff/bookings/new/details?service={setup.follow_up.id}&practitioner={chosen}"
+        f"&start={start.isoformat().replace('+', '%2B')}"
+    )
+
+
+def test_reception_books_a_caller_in_at_short_notice_which_patients_cannot(
+    desk, client, session, setup
+):
+    start = london("2026-11-23", "14:00")  # six hours ahead; patients need twelve
+    online = client.get(
+        details_url(setup, start).replace("/staff/bookings/new/details", "/book/confirm")
+    )
+    assert online.status_code == 422
+    assert "Bookings need at least 12 hours" in online.text
+
+    page = desk.get(details_url(setup, start, setup.mei))
+    assert page.status_code == 200
+    answer = desk.post(
+        details_url(setup, start, setup.mei),
+        data={"csrf_token": csrf_token(page.text), "full_name": "Dee", "email": "dee@example.org"},
+    )
+    assert answer.status_code == 303
+    session.rollback()
+    assert session.scalars(select(Booking)).one().start_at == start
+
+
+def test_staff_cannot_book_a_time_that_has_passed(desk, session, setup, clock):
+    clock.now = london("2026-11-23", "11:00")
+    page = desk.get(details_url(setup, london("2026-11-23", "10:00"), setup.mei))
+    assert page.status_code == 422
+    assert "already passed" in page.text

@@ -87,12 +87,22 @@ class PatientDetails:
     phone: str = ""
 
 
-def rules_of(clinic: Clinic) -> Rules:
-    """Return the availability rules the clinic has set."""
+# How far ahead staff may book, whatever the clinic's horizon for patients.
+STAFF_HORIZON = timedelta(days=730)
+
+
+def rules_of(clinic: Clinic, *, by_staff: bool = False) -> Rules:
+    """Return the availability rules the clinic has set.
+
+    The minimum notice and the horizon are for patients booking themselves: staff, who know
+    the day, may book a caller in at short notice or far ahead.
+    """
     return Rules(
         step=timedelta(minutes=clinic.slot_step_minutes),
-        min_notice=timedelta(minutes=clinic.min_notice_minutes),
-        horizon=timedelta(days=clinic.horizon_days),
+        min_notice=timedelta(0) if by_staff else timedelta(minutes=clinic.min_notice_minutes),
+        horizon=max(STAFF_HORIZON, timedelta(days=clinic.horizon_days))
+        if by_staff
+        else timedelta(days=clinic.horizon_days),
     )
 
 
@@ -120,6 +130,7 @@ def find_slots(
     last_day: date,
     now: datetime,
     ignore: Booking | None = None,
+    by_staff: bool = False,
 ) -> list[Slot]:
     """Return the free slots for ``treatment`` between two of the clinic's dates, inclusive.
 
@@ -144,7 +155,7 @@ def find_slots(
         buffer=timedelta(minutes=treatment.buffer_minutes),
         practitioners=diaries,
         rooms=rooms,
-        rules=rules_of(clinic),
+        rules=rules_of(clinic, by_staff=by_staff),
         now=now,
     )
     return merge_anyone(slots) if practitioner is None else slots
@@ -208,9 +219,9 @@ def _load_diaries(
     return diaries, rooms
 
 
-def _check_rules(clinic: Clinic, start: datetime, now: datetime) -> None:
+def _check_rules(clinic: Clinic, start: datetime, now: datetime, *, by_staff: bool) -> None:
     """Explain why ``start`` breaks the clinic's rules, if it does."""
-    rules = rules_of(clinic)
+    rules = rules_of(clinic, by_staff=by_staff)
     if start <= now:
         raise BookingError("That time has already passed; please pick a later one.", field="start")
     if start < now + rules.min_notice:
@@ -235,9 +246,10 @@ def pick_slot(
     start: datetime,
     now: datetime,
     ignore: Booking | None = None,
+    by_staff: bool = False,
 ) -> Slot:
     """Return the free slot at ``start``, or raise why not (with the nearest alternatives)."""
-    _check_rules(clinic, start, now)
+    _check_rules(clinic, start, now, by_staff=by_staff)
     local_day = start.astimezone(clinic.tz).date()
     slots = find_slots(
         session,
@@ -248,6 +260,7 @@ def pick_slot(
         last_day=local_day,
         now=now,
         ignore=ignore,
+        by_staff=by_staff,
     )
     for slot in slots:
         if slot.start == start:
@@ -262,6 +275,7 @@ def pick_slot(
             around=start,
             now=now,
             ignore=ignore,
+            by_staff=by_staff,
         ),
     )
 
@@ -275,6 +289,7 @@ def alternatives(
     around: datetime,
     now: datetime,
     ignore: Booking | None = None,
+    by_staff: bool = False,
     count: int = 5,
 ) -> list[Slot]:
     """Return the ``count`` free slots nearest to ``around``."""
@@ -288,6 +303,7 @@ def alternatives(
         last_day=(around + ALTERNATIVES_AFTER).astimezone(tz).date(),
         now=now,
         ignore=ignore,
+        by_staff=by_staff,
     )
     return nearest(slots, around, count)
 
@@ -308,6 +324,7 @@ def _flush_claim(
     start: datetime,
     now: datetime,
     ignore: Booking | None = None,
+    by_staff: bool = False,
 ) -> None:
     """Apply ``claim`` (a booking taking ``start``); a lost race is :class:`SlotUnavailable`."""
     if not _claimed(session, claim):
@@ -321,6 +338,7 @@ def _flush_claim(
                 around=start,
                 now=now,
                 ignore=ignore,
+                by_staff=by_staff,
             ),
         )
 
@@ -397,6 +415,7 @@ def book_session(
         practitioner=practitioner,
         start=start,
         now=now,
+        by_staff=actor.is_staff,
     )
     booking = Booking(
         treatment=treatment,
@@ -422,6 +441,7 @@ def book_session(
         practitioner=practitioner,
         start=start,
         now=now,
+        by_staff=actor.is_staff,
     )
     queue_for_new_booking(session, clinic=clinic, booking=booking, now=now)
     _record(
@@ -499,6 +519,7 @@ def reschedule_booking(
         start=start,
         now=now,
         ignore=booking,
+        by_staff=actor.is_staff,
     )
     room = session.get_one(Room, slot.room_id)
     previous_start = booking.start_at
@@ -522,6 +543,7 @@ def reschedule_booking(
         start=start,
         now=now,
         ignore=booking,
+        by_staff=actor.is_staff,
     )
     queue_for_reschedule(
         session, clinic=clinic, booking=booking, previous_start=previous_start, now=now

@@ -395,7 +395,14 @@ def reschedule(booking_id: int) -> ResponseReturnValue:
     }
     if start is None or status != 200:
         context.update(
-            picker(clinic, booking.treatment, target, request.args.get("from"), ignore=booking)
+            picker(
+                clinic,
+                booking.treatment,
+                target,
+                request.args.get("from"),
+                ignore=booking,
+                by_staff=True,
+            )
         )
     if start is not None:
         form.start.data = start.isoformat()
@@ -442,7 +449,13 @@ def new() -> ResponseReturnValue:
     }
     if choice.treatment is not None and not choice.errors:
         context.update(
-            picker(clinic, choice.treatment, choice.practitioner, request.args.get("from"))
+            picker(
+                clinic,
+                choice.treatment,
+                choice.practitioner,
+                request.args.get("from"),
+                by_staff=True,
+            )
         )
     return render_template("staff/bookings/new.html", **context), (
         400 if asked and choice.errors else 200
@@ -505,6 +518,7 @@ def new_details() -> ResponseReturnValue:
                 practitioner=choice.practitioner,
                 start=start,
                 now=now(),
+                by_staff=True,
             )
         except BookingError as exc:
             status, alternatives = refuse(form, exc)

@@ -36,6 +36,7 @@ from scheduler.booking.operations import (
     is_late_cancellation,
     pick_slot,
     reschedule_booking,
+    rules_of,
 )
 from scheduler.calendars.export import booking_calendar
 from scheduler.clinic.checklists import checklist_for
@@ -101,13 +102,12 @@ def read_start(raw: str | None) -> datetime | None:
         return None
 
 
-def _first_day(clinic: Clinic, raw: str | None, today: date) -> date:
+def _first_day(raw: str | None, today: date, horizon: timedelta) -> date:
     try:
         first = date.fromisoformat(raw) if raw else today
     except ValueError:
         first = today
-    last_bookable = today + timedelta(days=clinic.horizon_days)
-    return min(max(first, today), last_bookable)
+    return min(max(first, today), today + horizon)
 
 
 def _days_of_slots(clinic: Clinic, first: date, slots: list[Slot]) -> list[tuple[date, list[Slot]]]:
@@ -127,11 +127,13 @@ def picker(
     practitioner: Practitioner | None,
     raw_from: str | None,
     ignore: Booking | None = None,
+    by_staff: bool = False,
 ) -> dict[str, object]:
     """Gather a week of free slots and the navigation around it, for the picker template."""
     moment = now()
     today = moment.astimezone(clinic.tz).date()
-    first = _first_day(clinic, raw_from, today)
+    horizon = rules_of(clinic, by_staff=by_staff).horizon
+    first = _first_day(raw_from, today, horizon)
     last = first + timedelta(days=DAYS_PER_PAGE - 1)
     slots = find_slots(
         db.session(),
@@ -142,15 +144,14 @@ def picker(
         last_day=last,
         now=moment,
         ignore=ignore,
+        by_staff=by_staff,
     )
     previous = first - timedelta(days=DAYS_PER_PAGE)
     following = first + timedelta(days=DAYS_PER_PAGE)
     return {
         "days": _days_of_slots(clinic, first, slots),
         "previous_from": max(previous, today).isoformat() if first > today else None,
-        "next_from": following.isoformat()
-        if following <= today + timedelta(days=clinic.horizon_days)
-        else None,
+        "next_from": following.isoformat() if following <= today + horizon else None,
         "has_slots": bool(slots),
     }
 
