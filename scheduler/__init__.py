@@ -75,14 +75,18 @@ def register_blueprints(app: Flask) -> None:
     from scheduler.clinic.views import blueprint as clinic
     from scheduler.extensions import csrf
     from scheduler.notifications.views import blueprint as notifications
+    from scheduler.patients.views import blueprint as patients
+    from scheduler.staff.users import blueprint as users
     from scheduler.staff.views import blueprint as staff
 
     app.register_blueprint(clinic)
     app.register_blueprint(staff)
     app.register_blueprint(bookings)
+    app.register_blueprint(users)
     app.register_blueprint(notifications)
     app.register_blueprint(booking)
     app.register_blueprint(calendars)
+    app.register_blueprint(patients)
     # The API takes only JSON bodies, which a cross-site form cannot send, and no cookies.
     csrf.exempt(api)
     app.register_blueprint(api)

@@ -359,7 +359,7 @@ def _claimed(session: Session, claim: Callable[[], None]) -> bool:
     return True
 
 
-def find_or_create_patient(session: Session, details: PatientDetails) -> Patient:
+def find_or_create_patient(session: Session, details: PatientDetails, now: datetime) -> Patient:
     """Return the patient with this email address, creating them on their first booking.
 
     An existing patient's name and phone are not overwritten from a public form; staff can
@@ -372,7 +372,9 @@ def find_or_create_patient(session: Session, details: PatientDetails) -> Patient
         if not patient.phone and details.phone:
             patient.phone = details.phone
         return patient
-    patient = Patient(name=details.name.strip(), email=email, phone=details.phone.strip())
+    patient = Patient(
+        name=details.name.strip(), email=email, phone=details.phone.strip(), created_at=now
+    )
     try:
         with session.begin_nested():
             session.add(patient)
@@ -421,7 +423,7 @@ def book_session(
         treatment=treatment,
         practitioner=session.get_one(Practitioner, slot.practitioner_id),
         room=session.get_one(Room, slot.room_id),
-        patient=find_or_create_patient(session, patient),
+        patient=find_or_create_patient(session, patient, now),
         start_at=slot.start,
         end_at=slot.end,
         blocked_until=slot.end + timedelta(minutes=treatment.buffer_minutes),

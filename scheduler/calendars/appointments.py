@@ -129,7 +129,7 @@ class _Importer:
         booking = Booking(
             treatment=treatment,
             practitioner=self.practitioner,
-            patient=find_or_create_patient(self.session, patient),
+            patient=find_or_create_patient(self.session, patient, self.now),
             status=BookingStatus.CONFIRMED,
             manage_token=secrets.token_urlsafe(32),
             notes=occurrence.description[:2000],

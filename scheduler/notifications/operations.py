@@ -70,7 +70,8 @@ def _add(
     return notification
 
 
-def _skip(notification: Notification, reason: str, now: datetime) -> None:
+def skip(notification: Notification, reason: str, now: datetime) -> None:
+    """Drop ``notification`` for good, saying why, taking it back from any dispatcher."""
     notification.status = NotificationStatus.SKIPPED
     notification.claimed_by = notification.claimed_until = None
     notification.last_error = reason
@@ -123,7 +124,7 @@ def queue_for_reschedule(
     if confirmation is None or confirmation.status not in OPEN_STATUSES:
         for (kind, _), row in queued.items():
             if kind is NotificationKind.UPDATE and row.status in OPEN_STATUSES:
-                _skip(row, "replaced by a later change", now)
+                skip(row, "replaced by a later change", now)
         _add(session, booking, NotificationKind.UPDATE, now, variant=booking.sequence, now=now)
 
     tz = clinic.tz
@@ -136,7 +137,7 @@ def queue_for_reschedule(
         if due is None:
             # The lead time passed and another lead's message goes at once instead.
             if row.status in OPEN_STATUSES:
-                _skip(row, "the new time is sooner; one checklist goes at once", now)
+                skip(row, "the new time is sooner; one checklist goes at once", now)
         elif row.status in OPEN_STATUSES or (row.status is NotificationStatus.SENT and moved_day):
             _arm(row, due)
     for lead, due in times.items():
@@ -155,7 +156,7 @@ def queue_for_cancellation(session: Session, *, booking: Booking, now: datetime)
     """Drop what is still to be sent about a cancelled booking and queue the cancellation."""
     for row in _queued(session, booking).values():
         if row.status in OPEN_STATUSES:
-            _skip(row, "the visit was cancelled", now)
+            skip(row, "the visit was cancelled", now)
     _add(session, booking, NotificationKind.CANCELLATION, now, now=now)
     session.flush()
 
@@ -170,7 +171,7 @@ def queue_for_status(session: Session, *, booking: Booking, now: datetime) -> No
         return
     if booking.status is BookingStatus.NO_SHOW:
         if aftercare.status in OPEN_STATUSES:
-            _skip(aftercare, NO_SHOW_REASON, now)
+            skip(aftercare, NO_SHOW_REASON, now)
     elif aftercare.status is NotificationStatus.SKIPPED and aftercare.last_error == NO_SHOW_REASON:
         _arm(aftercare, max(aftercare.due_at, now))
     session.flush()

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
-from wtforms import EmailField, PasswordField, RadioField, SelectField, StringField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from scheduler.booking.forms import single_line
+from scheduler.staff.models import Role
 
 
 class LoginForm(FlaskForm):
@@ -70,3 +78,49 @@ class SubscriptionForm(FlaskForm):
         ],
     )
     name = StringField("Name", validators=[Optional(), Length(max=200), single_line])
+
+
+ROLE_CHOICES = [
+    SelectChoice(Role.ADMIN.value, "Admin: everything, including set-up and accounts"),
+    SelectChoice(Role.RECEPTION.value, "Reception: every schedule, booking and patient"),
+    SelectChoice(Role.PRACTITIONER.value, "Practitioner: their own schedule and patients"),
+]
+
+
+class AccountForm(FlaskForm):
+    """A staff account's role and, for a practitioner, whose schedule it is."""
+
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    practitioner = SelectField(
+        "Practitioner (for a practitioner's account)",
+        coerce=lambda value: int(value) if value not in (None, "") else None,
+    )
+    active = BooleanField("May log in", default=True)
+
+
+class NewAccountForm(AccountForm):
+    """A new staff account."""
+
+    email = EmailField(
+        "Email",
+        validators=[DataRequired("Please enter the email address."), Length(max=254)],
+    )
+    password = PasswordField(
+        "First password (they change it after logging in)",
+        validators=[
+            DataRequired("Please set a first password."),
+            Length(min=10, max=500, message="Please use at least 10 characters."),
+        ],
+    )
+
+
+class PasswordResetForm(FlaskForm):
+    """A new password for someone who forgot theirs."""
+
+    password = PasswordField(
+        "New password",
+        validators=[
+            DataRequired("Please enter the new password."),
+            Length(min=10, max=500, message="Please use at least 10 characters."),
+        ],
+    )

@@ -1,0 +1,456 @@
+"""Finding patients, correcting their details, exporting and erasing what is held about them.
+
+Like the booking operations these take the session and everything else as arguments, flush,
+and raise a :class:`PatientError` a person can act on; the caller commits. Each change is
+written to the audit trail in the same transaction.
+
+Where a practitioner is looking, ``practitioner_ids`` names the practitioners whose bookings
+they may see (``None``: everyone's), and only patients and bookings with those are returned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from scheduler.audit import Actor, AuditAction, AuditEvent, record, trail
+from scheduler.booking.models import Booking, BookingStatus
+from scheduler.notifications.models import (
+    OPEN_STATUSES,
+    Notification,
+)
+from scheduler.notifications.operations import skip
+from scheduler.patients.models import Patient
+
+PAGE_SIZE = 50
+ERASED_NAME = "Erased patient"
+ERASED_DOMAIN = "erased.invalid"
+ERASED_REASON = "patient erased"
+# Bookings that still hold a time the patient is expected to come for.
+UPCOMING_STATUSES = (BookingStatus.CONFIRMED, BookingStatus.ARRIVED)
+# Phone numbers are typed with spaces, dashes, dots and brackets; search ignores them.
+_PHONE_PUNCTUATION = " -.()"
+_MIN_PHONE_DIGITS = 3
+
+
+class PatientError(Exception):
+    """A patient step that cannot go ahead, with a message for the person asking."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ContactDetails:
+    """A patient's details as staff typed them."""
+
+    name: str
+    email: str
+    phone: str = ""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What came of a patient's bookings."""
+
+    completed: int = 0
+    no_shows: int = 0
+    late_cancellations: int = 0
+
+
+@dataclass(frozen=True)
+class PatientRow:
+    """One patient in the list: their next visit and how their bookings went."""
+
+    patient: Patient
+    next_visit: datetime | None
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """What a patient's page shows."""
+
+    patient: Patient
+    upcoming: list[Booking]
+    past: list[Booking]
+    counts: Counts
+    trail: list[AuditEvent]
+
+
+def erased_email(patient_id: int) -> str:
+    """Return the placeholder address an erased patient keeps (unique, and undeliverable)."""
+    return f"erased-{patient_id}@{ERASED_DOMAIN}"
+
+
+def _upcoming(now: datetime) -> ColumnElement[bool]:
+    return and_(Booking.status.in_(UPCOMING_STATUSES), Booking.end_at > now)
+
+
+def _in_scope(practitioner_ids: Collection[int] | None) -> ColumnElement[bool]:
+    """Restrict bookings to the given practitioners' (no restriction for ``None``)."""
+    if practitioner_ids is None:
+        return true()
+    return Booking.practitioner_id.in_(list(practitioner_ids))
+
+
+# --- Reading ----------------------------------------------------------------------------------
+
+
+def search_patients(
+    session: Session,
+    *,
+    query: str,
+    practitioner_ids: Collection[int] | None,
+    page: int,
+    now: datetime,
+) -> tuple[list[PatientRow], bool]:
+    """Return a page of patients whose name, email or phone contains ``query``, any case.
+
+    A query with digits also matches phone numbers typed with other spacing. Patients are in
+    name order, erased ones last; the second value tells whether another page follows.
+    """
+    statement = select(Patient)
+    query = query.strip()
+    if query:
+        matches = or_(
+            Patient.name.icontains(query, autoescape=True),
+            Patient.email.icontains(query, autoescape=True),
+            Patient.phone.icontains(query, autoescape=True),
+        )
+        digits = re.sub(r"\D", "", query)
+        if len(digits) >= _MIN_PHONE_DIGITS:
+            bare_phone: ColumnElement[str] = Patient.phone.expression
+            for mark in _PHONE_PUNCTUATION:
+                bare_phone = func.replace(bare_phone, mark, "")
+            matches = or_(matches, bare_phone.contains(digits, autoescape=True))
+        statement = statement.where(matches)
+    if practitioner_ids is not None:
+        statement = statement.where(
+            Patient.id.in_(select(Booking.patient_id).where(_in_scope(practitioner_ids)))
+        )
+    statement = (
+        statement.order_by(Patient.erased_at.is_not(None), func.lower(Patient.name), Patient.id)
+        .offset((max(page, 1) - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE + 1)
+    )
+    patients = list(session.scalars(statement))
+    more = len(patients) > PAGE_SIZE
+    patients = patients[:PAGE_SIZE]
+    summaries = _summaries(session, [p.id for p in patients], practitioner_ids, now)
+    rows = [PatientRow(p, *summaries.get(p.id, (None, Counts()))) for p in patients]
+    return rows, more
+
+
+def _summaries(
+    session: Session,
+    patient_ids: Sequence[int],
+    practitioner_ids: Collection[int] | None,
+    now: datetime,
+) -> dict[int, tuple[datetime | None, Counts]]:
+    """Return each patient's next visit and counts, in one query for the whole page."""
+    if not patient_ids:
+        return {}
+    late = and_(Booking.status == BookingStatus.CANCELLED, Booking.late_cancellation.is_(True))
+    statement = (
+        select(
+            Booking.patient_id,
+            func.min(case((_upcoming(now), Booking.start_at))),
+            func.count(case((Booking.status == BookingStatus.COMPLETED, 1))),
+            func.count(case((Booking.status == BookingStatus.NO_SHOW, 1))),
+            func.count(case((late, 1))),
+        )
+        .where(Booking.patient_id.in_(patient_ids), _in_scope(practitioner_ids))
+        .group_by(Booking.patient_id)
+    )
+    return {
+        patient_id: (next_visit, Counts(completed, no_shows, late_cancellations))
+        for patient_id, next_visit, completed, no_shows, late_cancellations in session.execute(
+            statement
+        )
+    }
+
+
+def visible_patient(
+    session: Session, patient_id: int, practitioner_ids: Collection[int] | None
+) -> Patient | None:
+    """Return the patient, if they exist and have a booking with one of the practitioners."""
+    patient = session.get(Patient, patient_id)
+    if patient is None or practitioner_ids is None:
+        return patient
+    seen = session.scalar(
+        select(Booking.id)
+        .where(Booking.patient_id == patient_id, _in_scope(practitioner_ids))
+        .limit(1)
+    )
+    return patient if seen is not None else None
+
+
+def _bookings_of(
+    session: Session, patient: Patient, practitioner_ids: Collection[int] | None = None
+) -> list[Booking]:
+    statement = (
+        select(Booking)
+        .options(
+            selectinload(Booking.treatment),
+            selectinload(Booking.practitioner),
+            selectinload(Booking.room),
+        )
+        .where(Booking.patient_id == patient.id, _in_scope(practitioner_ids))
+        .order_by(Booking.start_at, Booking.id)
+    )
+    return list(session.scalars(statement))
+
+
+def patient_record(
+    session: Session,
+    patient: Patient,
+    *,
+    practitioner_ids: Collection[int] | None,
+    now: datetime,
+) -> PatientRecord:
+    """Gather a patient's visits, counts and audit trail, as far as the viewer may see them.
+
+    A practitioner sees only the bookings with them, and only the entries of the trail about
+    those bookings or about the patient as a whole.
+    """
+    bookings = _bookings_of(session, patient, practitioner_ids)
+    upcoming = [b for b in bookings if b.status in UPCOMING_STATUSES and b.end_at > now]
+    past = [b for b in reversed(bookings) if b not in upcoming]
+    counts = Counts(
+        completed=sum(b.status is BookingStatus.COMPLETED for b in bookings),
+        no_shows=sum(b.status is BookingStatus.NO_SHOW for b in bookings),
+        late_cancellations=sum(
+            b.status is BookingStatus.CANCELLED and b.late_cancellation for b in bookings
+        ),
+    )
+    events = trail(session, patient_id=patient.id)
+    if practitioner_ids is not None:
+        mine = {b.id for b in bookings}
+        events = [e for e in events if e.booking_id is None or e.booking_id in mine]
+    return PatientRecord(patient, upcoming, past, counts, events)
+
+
+# --- Changing ---------------------------------------------------------------------------------
+
+
+def _taken_message(email: str) -> str:
+    return (
+        f"Another patient already has {email}. If they are the same person, "
+        "keep one record and correct the other's email."
+    )
+
+
+def update_details(
+    session: Session, *, patient: Patient, details: ContactDetails, actor: Actor, now: datetime
+) -> list[str]:
+    """Correct a patient's name, email and phone; return the names of the fields changed.
+
+    The email is stored lower-cased and must be no other patient's. The audit trail names the
+    fields changed, never their old or new values.
+    """
+    if patient.erased_at is not None:
+        raise PatientError("This patient's details were erased; they cannot be edited.")
+    name = details.name.strip()
+    email = details.email.strip().lower()
+    phone = details.phone.strip()
+    if not name:
+        raise PatientError("Please enter the patient's name.", field="name")
+    if email.endswith("@" + ERASED_DOMAIN):
+        raise PatientError("That address is kept for erased patients.", field="email")
+    wanted = {"name": name, "email": email, "phone": phone}
+    changed = [field for field, value in wanted.items() if getattr(patient, field) != value]
+    if not changed:
+        return []
+    if "email" in changed:
+        other = session.scalar(
+            select(Patient.id).where(Patient.email == email, Patient.id != patient.id)
+        )
+        if other is not None:
+            raise PatientError(_taken_message(email), field="email")
+    try:
+        with session.begin_nested():
+            for field in changed:
+                setattr(patient, field, wanted[field])
+            session.flush()
+    except IntegrityError:
+        # Someone else gave another patient this address since the check above.
+        raise PatientError(_taken_message(email), field="email") from None
+    record(
+        session,
+        actor=actor,
+        action=AuditAction.PATIENT_UPDATED,
+        now=now,
+        patient_id=patient.id,
+        detail="changed " + ", ".join(changed),
+    )
+    session.flush()
+    return changed
+
+
+def _iso(moment: datetime | None, tz: ZoneInfo) -> str | None:
+    return moment.astimezone(tz).isoformat() if moment is not None else None
+
+
+def export_patient(
+    session: Session, *, patient: Patient, tz: ZoneInfo, actor: Actor, now: datetime
+) -> dict[str, Any]:
+    """Record the export and return everything held about the patient, ready for JSON.
+
+    Times are ISO 8601 in the clinic's zone, with their offset. The export's own entry is in
+    the trail it contains.
+    """
+    record(
+        session,
+        actor=actor,
+        action=AuditAction.PATIENT_EXPORTED,
+        now=now,
+        patient_id=patient.id,
+    )
+    session.flush()
+    bookings = _bookings_of(session, patient)
+    notifications = session.scalars(
+        select(Notification)
+        .where(Notification.booking_id.in_([b.id for b in bookings]))
+        .order_by(Notification.created_at, Notification.id)
+    )
+    return {
+        "exported_at": _iso(now, tz),
+        "time_zone": tz.key,
+        "patient": {
+            "id": patient.id,
+            "name": patient.name,
+            "email": patient.email,
+            "phone": patient.phone,
+            "created_at": _iso(patient.created_at, tz),
+            "erased_at": _iso(patient.erased_at, tz),
+        },
+        "bookings": [
+            {
+                "id": b.id,
+                "start": _iso(b.start_at, tz),
+                "end": _iso(b.end_at, tz),
+                "treatment": b.treatment.name,
+                "practitioner": b.practitioner.name,
+                "room": b.room.name,
+                "status": b.status.value,
+                "notes": b.notes,
+                "staff_notes": b.staff_notes,
+                "booked_at": _iso(b.created_at, tz),
+                "cancelled_at": _iso(b.cancelled_at, tz),
+                "cancellation_reason": b.cancellation_reason,
+                "late_cancellation": b.late_cancellation,
+            }
+            for b in bookings
+        ],
+        "notifications": [
+            {
+                "id": n.id,
+                "booking_id": n.booking_id,
+                "kind": n.kind.value,
+                "status": n.status.value,
+                "due_at": _iso(n.due_at, tz),
+                "sent_at": _iso(n.sent_at, tz),
+                "recipient": n.recipient,
+            }
+            for n in notifications
+        ],
+        "audit_trail": [
+            {
+                "at": _iso(e.at, tz),
+                "action": e.action.value,
+                "actor": e.actor,
+                "booking_id": e.booking_id,
+                "detail": e.detail,
+            }
+            for e in trail(session, patient_id=patient.id)
+        ],
+    }
+
+
+def upcoming_bookings(session: Session, patient: Patient, now: datetime) -> list[Booking]:
+    """Return the patient's bookings still to come (or under way), soonest first."""
+    return list(
+        session.scalars(
+            select(Booking)
+            .where(Booking.patient_id == patient.id, _upcoming(now))
+            .order_by(Booking.start_at)
+        )
+    )
+
+
+def erase_patient(session: Session, *, patient: Patient, actor: Actor, now: datetime) -> int:
+    """Anonymise a patient; return how many bookings were kept, without their notes.
+
+    Their bookings stay for the books, stripped of notes and cancellation reasons (also where
+    the trail quotes a reason); mail not yet sent to them is dropped, and the addresses and
+    delivery details of all their mail are blanked. Refused while a visit is still to come.
+    """
+    if patient.erased_at is not None:
+        raise PatientError("This patient's details are already erased.")
+    upcoming = upcoming_bookings(session, patient, now)
+    if upcoming:
+        visits = "visit; cancel it" if len(upcoming) == 1 else "visits; cancel them"
+        raise PatientError(
+            f"{patient.name} has {len(upcoming)} upcoming {visits} first, then erase the details."
+        )
+    old_email = patient.email
+    bookings = _bookings_of(session, patient)
+    for booking in bookings:
+        if booking.cancellation_reason:
+            _scrub_trail(session, booking, booking.cancellation_reason)
+        booking.notes = booking.staff_notes = booking.cancellation_reason = ""
+        booking.updated_at = now
+    notifications = session.scalars(
+        select(Notification)
+        .options(selectinload(Notification.history))
+        .where(Notification.booking_id.in_([b.id for b in bookings]))
+    )
+    skipped = 0
+    for notification in notifications:
+        notification.recipient = ""
+        for attempt in notification.history:
+            attempt.detail = ""
+        if notification.status in OPEN_STATUSES:
+            skip(notification, ERASED_REASON, now)
+            skipped += 1
+        else:
+            # A mail server's refusal often quotes the address.
+            notification.last_error = _without(notification.last_error, old_email)
+    patient.name = ERASED_NAME
+    patient.email = erased_email(patient.id)
+    patient.phone = ""
+    patient.erased_at = now
+    record(
+        session,
+        actor=actor,
+        action=AuditAction.PATIENT_ERASED,
+        now=now,
+        patient_id=patient.id,
+        detail=f"{len(bookings)} bookings kept without notes; {skipped} messages not sent",
+    )
+    session.flush()
+    return len(bookings)
+
+
+def _without(text: str, secret: str) -> str:
+    """Return ``text`` with every occurrence of ``secret`` (any case) replaced."""
+    if not text or not secret:
+        return text
+    return re.sub(re.escape(secret), "[erased]", text, flags=re.IGNORECASE)
+
+
+def _scrub_trail(session: Session, booking: Booking, secret: str) -> None:
+    """Remove free text the patient wrote from the trail's entries about ``booking``."""
+    for event in trail(session, booking_id=booking.id):
+        event.detail = _without(event.detail, secret)

@@ -1,0 +1,129 @@
+"""Staff accounts: create them, change their role, switch them off, set a new password.
+
+Shared by the ``users`` command and the admin's pages, so both apply the same rules.
+"""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from scheduler.clinic.models import Practitioner
+from scheduler.staff.models import Role, User
+
+MIN_PASSWORD_LENGTH = 10
+
+
+class AccountError(Exception):
+    """An account change that cannot go ahead, with a message for the person asking."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def normalise_email(email: str) -> str:
+    """Return ``email`` checked and lower-cased, or raise why it is not an address.
+
+    Clinics may use internal domains (clinic.local), so special-use names are allowed.
+    """
+    try:
+        checked = validate_email(
+            email.strip(), check_deliverability=False, globally_deliverable=False
+        )
+    except EmailNotValidError as exc:
+        raise AccountError(f"{email!r} is not an email address: {exc}", field="email") from exc
+    return checked.normalized.lower()
+
+
+def check_password(password: str) -> None:
+    """Refuse a password too short to be safe."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(
+            f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password"
+        )
+
+
+def _check_role(role: Role, practitioner: Practitioner | None) -> None:
+    if role is Role.PRACTITIONER and practitioner is None:
+        raise AccountError(
+            "A practitioner's account needs the practitioner whose schedule it is.",
+            field="practitioner",
+        )
+    if role is not Role.PRACTITIONER and practitioner is not None:
+        raise AccountError(
+            "Only a practitioner's account is linked to a practitioner.", field="practitioner"
+        )
+
+
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    role: Role,
+    password: str,
+    practitioner: Practitioner | None = None,
+) -> User:
+    """Add a staff account that can log in at once."""
+    email = normalise_email(email)
+    check_password(password)
+    _check_role(role, practitioner)
+    if session.scalars(select(User).where(User.email == email)).first() is not None:
+        raise AccountError(f"An account for {email} already exists.", field="email")
+    user = User(email=email, role=role, practitioner=practitioner)
+    user.set_password(password)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def _active_admins(session: Session) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == Role.ADMIN, User.active.is_(True))
+        )
+        or 0
+    )
+
+
+def update_user(
+    session: Session,
+    *,
+    user: User,
+    role: Role,
+    practitioner: Practitioner | None,
+    active: bool,
+    acting: User,
+) -> User:
+    """Change an account's role, practitioner or whether it may log in.
+
+    Nobody can lock themselves out, and the clinic always keeps an active admin.
+    """
+    _check_role(role, practitioner)
+    losing_admin = (
+        user.role is Role.ADMIN and user.active and (role is not Role.ADMIN or not active)
+    )
+    if user.id == acting.id and losing_admin:
+        raise AccountError(
+            "You cannot take away your own admin rights or switch off your own account.",
+            field="role",
+        )
+    if losing_admin and _active_admins(session) <= 1:
+        raise AccountError("The clinic needs at least one active admin.", field="role")
+    if (user.role, user.active) != (role, active):
+        user.session_version += 1  # a change of rights takes effect at once, on every device
+    user.role, user.practitioner, user.active = role, practitioner, active
+    session.flush()
+    return user
+
+
+def set_new_password(user: User, password: str) -> None:
+    """Give ``user`` a new password, unlock the account and log out its other sessions."""
+    check_password(password)
+    user.set_password(password)
+    user.failed_logins = 0
+    user.locked_until = None

@@ -1,0 +1,155 @@
+"""Staff accounts, for the admin: who may log in, in which role, and a new password when
+someone forgets theirs."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from wtforms.fields.choices import SelectChoice
+
+from scheduler.clinic.models import Practitioner
+from scheduler.extensions import db
+from scheduler.staff.auth import current_staff, staff_only
+from scheduler.staff.forms import AccountForm, NewAccountForm, PasswordResetForm
+from scheduler.staff.models import Role, User
+from scheduler.staff.operations import AccountError, create_user, set_new_password, update_user
+from scheduler.web import clinic_or_503, now
+
+blueprint = Blueprint("users", __name__, url_prefix="/staff/users")
+
+
+def _offer_practitioners(form: AccountForm) -> dict[int, Practitioner]:
+    practitioners = {
+        p.id: p for p in db.session.scalars(select(Practitioner).order_by(Practitioner.name))
+    }
+    form.practitioner.choices = [SelectChoice("", "None")] + [
+        SelectChoice(str(p.id), p.name + ("" if p.active else " (archived)"))
+        for p in practitioners.values()
+    ]
+    return practitioners
+
+
+def _user_or_404(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+def _account_form(account: User) -> AccountForm:
+    """The account's form, filled from the account (what was posted wins, when posted)."""
+    return AccountForm(
+        data={
+            "role": account.role.value,
+            "practitioner": account.practitioner_id,
+            "active": account.active,
+        }
+    )
+
+
+def _show_error(form: AccountForm, error: AccountError) -> None:
+    db.session.rollback()
+    target = getattr(form, error.field or "", None)
+    if target is not None:
+        target.errors = [*target.errors, error.message]
+    else:
+        form.form_errors.append(error.message)
+
+
+@blueprint.get("/")
+@staff_only(Role.ADMIN)
+def index() -> ResponseReturnValue:
+    """Every staff account."""
+    accounts = db.session.scalars(select(User).order_by(User.active.desc(), User.email)).all()
+    return render_template(
+        "staff/users/index.html", clinic=clinic_or_503(), accounts=accounts, now=now()
+    )
+
+
+@blueprint.route("/new", methods=["GET", "POST"])
+@staff_only(Role.ADMIN)
+def new() -> ResponseReturnValue:
+    """Add an account."""
+    form = NewAccountForm()
+    practitioners = _offer_practitioners(form)
+    status = 200
+    if form.validate_on_submit():
+        try:
+            user = create_user(
+                db.session(),
+                email=form.email.data or "",
+                role=Role(form.role.data),
+                password=form.password.data or "",
+                practitioner=practitioners.get(form.practitioner.data or 0),
+            )
+        except AccountError as exc:
+            _show_error(form, exc)
+            status = 422
+        else:
+            db.session.commit()
+            flash(f"{user.email} can log in now.", "success")
+            return redirect(url_for("users.index"), 303)
+    elif form.is_submitted():
+        status = 422
+    return render_template(
+        "staff/users/edit.html", clinic=clinic_or_503(), form=form, account=None
+    ), status
+
+
+@blueprint.route("/<int:user_id>", methods=["GET", "POST"])
+@staff_only(Role.ADMIN)
+def edit(user_id: int) -> ResponseReturnValue:
+    """Change an account's role or practitioner, or switch it off."""
+    account = _user_or_404(user_id)
+    form = _account_form(account)
+    practitioners = _offer_practitioners(form)
+    status = 200
+    if form.validate_on_submit():
+        try:
+            update_user(
+                db.session(),
+                user=account,
+                role=Role(form.role.data),
+                practitioner=practitioners.get(form.practitioner.data or 0),
+                active=bool(form.active.data),
+                acting=current_staff(),
+            )
+        except AccountError as exc:
+            _show_error(form, exc)
+            status = 422
+        else:
+            db.session.commit()
+            flash(f"{account.email} is saved.", "success")
+            return redirect(url_for("users.index"), 303)
+    elif form.is_submitted():
+        status = 422
+    return render_template(
+        "staff/users/edit.html",
+        clinic=clinic_or_503(),
+        form=form,
+        account=account,
+        password_form=PasswordResetForm(),
+    ), status
+
+
+@blueprint.post("/<int:user_id>/password")
+@staff_only(Role.ADMIN)
+def reset_password(user_id: int) -> ResponseReturnValue:
+    """Set a new password for someone who forgot theirs; it also unlocks the account."""
+    account = _user_or_404(user_id)
+    password_form = PasswordResetForm()
+    if not password_form.validate_on_submit():
+        form = _account_form(account)
+        _offer_practitioners(form)
+        return render_template(
+            "staff/users/edit.html",
+            clinic=clinic_or_503(),
+            form=form,
+            account=account,
+            password_form=password_form,
+        ), 422
+    set_new_password(account, password_form.password.data or "")
+    db.session.commit()
+    flash(f"{account.email} has a new password and is logged out everywhere else.", "success")
+    return redirect(url_for("users.index"), 303)
