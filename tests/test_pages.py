@@ -488,7 +488,7 @@ def test_details_without_the_csrf_token_are_refused(browser, setup, session):
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("full_name", "A" * 10_000, "Please shorten your name to 200 characters or fewer."),
+        ("full_name", "A" * 10_000, "Please shorten the name to 200 characters or fewer."),
         ("full_name", "Ada\nLovelace", "Please keep this to one line of ordinary text."),
         ("full_name", "Ada\x07Lovelace", "Please keep this to one line of ordinary text."),
         ("full_name", "", "Please enter your name."),

@@ -20,7 +20,7 @@ from sqlalchemy import Select, func, or_, select
 from scheduler.audit import trail
 from scheduler.booking.availability import Slot
 from scheduler.booking.forms import (
-    BookingForm,
+    CallerForm,
     StaffCancelForm,
     StaffNotesForm,
     StaffRescheduleForm,
@@ -29,17 +29,14 @@ from scheduler.booking.forms import (
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.booking.operations import (
     BookingError,
-    PatientDetails,
-    book_session,
     cancel_booking,
     describe_status,
     is_changeable,
-    pick_slot,
     reschedule_booking,
     set_staff_notes,
     set_status,
 )
-from scheduler.booking.views import picker, read_choice, read_start, refuse
+from scheduler.booking.views import book_from_form, picker, read_choice, read_start, refuse
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
 from scheduler.notifications.models import Notification
@@ -47,7 +44,7 @@ from scheduler.patients.models import Patient
 from scheduler.staff.auth import current_staff, practitioners_visible_to, staff_actor, staff_only
 from scheduler.staff.models import Role
 from scheduler.timeutil import day_bounds
-from scheduler.web import clinic_or_503, now, uid_host
+from scheduler.web import clinic_or_503, now
 
 blueprint = Blueprint("bookings", __name__, url_prefix="/staff/bookings")
 
@@ -478,50 +475,17 @@ def new_details() -> ResponseReturnValue:
         return redirect(url_for("bookings.new", **args), 303)
     treatment = choice.treatment
     patient = _patient_from(request.args)
-    form = BookingForm()
+    form = CallerForm()
     if request.method == "GET" and patient is not None:
         form.full_name.data, form.email.data, form.phone.data = (
             patient.name,
             patient.email,
             patient.phone,
         )
-    status = 200
-    alternatives: list[Slot] = []
-    if form.validate_on_submit():
-        try:
-            booking = book_session(
-                db.session(),
-                clinic=clinic,
-                treatment=treatment,
-                practitioner=choice.practitioner,
-                start=start,
-                patient=PatientDetails(form.full_name.data, form.email.data, form.phone.data or ""),
-                notes=form.notes.data or "",
-                now=now(),
-                uid_host=uid_host(),
-                actor=staff_actor(),
-            )
-        except BookingError as exc:
-            status, alternatives = refuse(form, exc)
-        else:
-            db.session.commit()
-            flash("Booked. The patient is sent the confirmation and checklist.", "success")
-            return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
-    elif request.method == "POST":
-        status = 422
-    else:
-        try:
-            pick_slot(
-                db.session(),
-                clinic=clinic,
-                treatment=treatment,
-                practitioner=choice.practitioner,
-                start=start,
-                now=now(),
-                by_staff=True,
-            )
-        except BookingError as exc:
-            status, alternatives = refuse(form, exc)
+    attempt = book_from_form(form, clinic, treatment, choice.practitioner, start, staff_actor())
+    if attempt.booking is not None:
+        flash("Booked. The patient is sent the confirmation and checklist.", "success")
+        return redirect(url_for("bookings.detail", booking_id=attempt.booking.id), 303)
     return render_template(
         "staff/bookings/details.html",
         clinic=clinic,
@@ -530,6 +494,6 @@ def new_details() -> ResponseReturnValue:
         start=start,
         end=start + timedelta(minutes=treatment.duration_minutes),
         form=form,
-        alternatives=alternatives,
+        alternatives=attempt.alternatives,
         patient=patient,
-    ), status
+    ), attempt.status

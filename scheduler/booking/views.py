@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import groupby
 
@@ -22,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 
+from scheduler.audit import PATIENT, Actor
 from scheduler.booking.availability import Slot
 from scheduler.booking.forms import BookingForm, CancelForm, RescheduleForm
 from scheduler.booking.models import Booking
@@ -156,6 +157,62 @@ def picker(
     }
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What came of a details form: the booking made, or the status and nearby free times."""
+
+    booking: Booking | None = None
+    status: int = 200
+    alternatives: list[Slot] = field(default_factory=list)
+
+
+def book_from_form(
+    form: BookingForm,
+    clinic: Clinic,
+    treatment: Treatment,
+    practitioner: Practitioner | None,
+    start: datetime,
+    actor: Actor,
+) -> Attempt:
+    """Book from a posted details form and commit, or say why not.
+
+    Shown before posting, it says at once when the time has gone, before anyone types.
+    """
+    if form.validate_on_submit():
+        try:
+            booking = book_session(
+                db.session(),
+                clinic=clinic,
+                treatment=treatment,
+                practitioner=practitioner,
+                start=start,
+                patient=PatientDetails(form.full_name.data, form.email.data, form.phone.data or ""),
+                notes=form.notes.data or "",
+                now=now(),
+                uid_host=uid_host(),
+                actor=actor,
+            )
+        except BookingError as exc:
+            return Attempt(None, *refuse(form, exc))
+        db.session.commit()
+        return Attempt(booking)
+    if request.method == "POST":
+        return Attempt(status=422)
+    try:
+        pick_slot(
+            db.session(),
+            clinic=clinic,
+            treatment=treatment,
+            practitioner=practitioner,
+            start=start,
+            now=now(),
+            by_staff=actor.is_staff,
+        )
+    except BookingError as exc:
+        return Attempt(None, *refuse(form, exc))
+    return Attempt()
+
+
 def refuse(form: FlaskForm, error: BookingError) -> tuple[int, list[Slot]]:
     """Undo the unit of work and show why on the form; return the status and alternatives."""
     db.session.rollback()
@@ -206,42 +263,11 @@ def confirm() -> ResponseReturnValue:
         return render_template("booking/invalid.html", clinic=clinic, message=message), 400
     treatment = choice.treatment
     form = BookingForm()
-    alternatives: list[Slot] = []
-    status = 200
-    if form.validate_on_submit():
-        try:
-            booking = book_session(
-                db.session(),
-                clinic=clinic,
-                treatment=treatment,
-                practitioner=choice.practitioner,
-                start=start,
-                patient=PatientDetails(form.full_name.data, form.email.data, form.phone.data or ""),
-                notes=form.notes.data or "",
-                now=now(),
-                uid_host=uid_host(),
-            )
-        except BookingError as exc:
-            status, alternatives = refuse(form, exc)
-        else:
-            db.session.commit()
-            flash("Your session is booked. We look forward to seeing you.", "success")
-            return redirect(url_for("booking.manage", token=booking.manage_token), 303)
-    elif request.method == "POST":
-        status = 422
-    else:
-        # Say at once when the time has gone, before the patient types their details.
-        try:
-            pick_slot(
-                db.session(),
-                clinic=clinic,
-                treatment=treatment,
-                practitioner=choice.practitioner,
-                start=start,
-                now=now(),
-            )
-        except BookingError as exc:
-            status, alternatives = refuse(form, exc)
+    attempt = book_from_form(form, clinic, treatment, choice.practitioner, start, PATIENT)
+    if attempt.booking is not None:
+        flash("Your session is booked. We look forward to seeing you.", "success")
+        return redirect(url_for("booking.manage", token=attempt.booking.manage_token), 303)
+    status, alternatives = attempt.status, attempt.alternatives
     return (
         render_template(
             "booking/confirm.html",

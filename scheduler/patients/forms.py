@@ -5,51 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, StringField, TelField
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
+from wtforms import StringField
+from wtforms.validators import ValidationError
 
-from scheduler.booking.forms import single_line
+from scheduler.fields import email_field, name_field, phone_field
 
 ERASE_WORD = "ERASE"
-
-
-def _strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
 
 
 class DetailsForm(FlaskForm):
     """A patient's name, email address and phone number, as staff correct them."""
 
-    name = StringField(
-        "Name",
-        filters=[_strip],
-        validators=[
-            DataRequired("Please enter the patient's name."),
-            Length(max=200, message="Please shorten the name to 200 characters or fewer."),
-            single_line,
-        ],
-    )
-    email = EmailField(
-        "Email",
-        filters=[_strip],
-        validators=[
-            DataRequired("Please enter the patient's email address."),
-            Length(max=254, message="That email address is too long."),
-            Email("Please enter a valid email address, like name@example.com."),
-        ],
-    )
-    phone = TelField(
-        "Phone (optional)",
-        filters=[_strip],
-        validators=[
-            Optional(),
-            Length(max=50, message="Please shorten the phone number to 50 characters."),
-            Regexp(
-                r"^\+?[0-9 ()\-.]{5,}$",
-                message="Please enter a phone number using digits, spaces and +.",
-            ),
-        ],
-    )
+    name = name_field("Name", "Please enter the patient's name.")
+    email = email_field("Email", "Please enter the patient's email address.")
+    phone = phone_field()
 
 
 class ExportForm(FlaskForm):

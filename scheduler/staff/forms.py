@@ -15,7 +15,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
-from scheduler.booking.forms import single_line
+from scheduler.fields import single_line
 from scheduler.staff.models import Role
 
 
