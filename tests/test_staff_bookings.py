@@ -425,6 +425,7 @@ def test_internal_notes_are_kept_audited_and_never_shown_to_the_patient(
         "reception@clinic.example",
     )
     assert "Prefers the left side" in desk.get(f"/staff/bookings/{booking.id}").text
+    assert "Prefers the left side" in desk.get("/staff/day/sheet?date=2026-11-24").text
     assert "Prefers the left side" not in client.get(f"/b/{booking.manage_token}").text
 
     too_long = post(desk, f"/staff/bookings/{booking.id}/notes", staff_notes="x" * 5001)
