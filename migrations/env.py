@@ -65,7 +65,9 @@ def run_migrations_online():
                 if broken:
                     raise RuntimeError(f"the migration broke foreign keys: {broken}")
         if sqlite:
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
+            # Never hand this connection back to the pool with foreign keys off (turning them
+            # on again can silently fail while the driver still holds a transaction).
+            connection.invalidate()
 
 
 if context.is_offline_mode():

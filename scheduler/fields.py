@@ -24,8 +24,10 @@ def single_line(form: Any, field: Any) -> None:
 
 
 def strip(value: str | None) -> str | None:
-    """Drop the spaces around what was typed."""
-    return value.strip() if isinstance(value, str) else value
+    """Drop the spaces around what was typed, and make browsers' CRLF line breaks plain LF."""
+    if not isinstance(value, str):
+        return value
+    return value.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
 def name_field(label: str, missing: str) -> StringField:

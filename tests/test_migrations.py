@@ -54,3 +54,18 @@ def test_upgrading_gives_existing_practitioners_distinct_feed_tokens(app):
         assert len(tokens) == 3
         assert len(set(tokens)) == 3
         assert all(len(token) >= 43 for token in tokens)
+
+
+def test_after_migrating_every_sqlite_connection_enforces_foreign_keys(app):
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            return
+        db.session.remove()
+        upgrade()
+        connections = [db.engine.connect() for _ in range(4)]
+        try:
+            states = [c.exec_driver_sql("PRAGMA foreign_keys").scalar() for c in connections]
+        finally:
+            for connection in connections:
+                connection.close()
+        assert states == [1, 1, 1, 1]

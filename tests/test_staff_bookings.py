@@ -428,6 +428,11 @@ def test_internal_notes_are_kept_audited_and_never_shown_to_the_patient(
     assert "Prefers the left side" in desk.get("/staff/day/sheet?date=2026-11-24").text
     assert "Prefers the left side" not in client.get(f"/b/{booking.manage_token}").text
 
+    typed = post(desk, f"/staff/bookings/{booking.id}/notes", staff_notes="Line one\r\nLine two")
+    assert typed.status_code == 303  # browsers send CRLF line breaks
+    session.rollback()
+    assert booking.staff_notes == "Line one\nLine two"
+
     too_long = post(desk, f"/staff/bookings/{booking.id}/notes", staff_notes="x" * 5001)
     assert too_long.status_code == 422
     assert "5,000 characters" in too_long.text
