@@ -72,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
     from scheduler.booking.staff_views import blueprint as bookings
     from scheduler.booking.views import blueprint as booking
     from scheduler.calendars.views import blueprint as calendars
+    from scheduler.clinic.setup import blueprint as setup
     from scheduler.clinic.views import blueprint as clinic
     from scheduler.extensions import csrf
     from scheduler.notifications.views import blueprint as notifications
@@ -81,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(clinic)
     app.register_blueprint(staff)
+    app.register_blueprint(setup)
     app.register_blueprint(bookings)
     app.register_blueprint(users)
     app.register_blueprint(notifications)

@@ -10,7 +10,7 @@ refuses line breaks in a header, after names and subjects are reduced to one cle
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -19,11 +19,12 @@ from flask import render_template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.booking.models import Booking
+from scheduler.booking.models import Booking, BookingStatus
 from scheduler.calendars.export import Method, booking_calendar, clean_text, manage_url
 from scheduler.clinic.checklists import checklist_for
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.notifications.models import Notification, NotificationKind
+from scheduler.patients.models import Patient
 from scheduler.timeutil import format_local
 
 INVITE_METHODS = {
@@ -72,6 +73,44 @@ def gather(session: Session, notification: Notification, clinic: Clinic, base_ur
     else:
         items, following = checklist.before(booking.treatment), None
     return Letter(notification, clinic, booking, items, following, base_url)
+
+
+SAMPLE_PATIENT = ("Alex Sample", "alex.sample@example.com")
+# Stands in for a booking's secret in the sample's links, which lead nowhere.
+SAMPLE_LINK = "sample"
+
+
+def sample_letter(
+    session: Session,
+    *,
+    kind: NotificationKind,
+    clinic: Clinic,
+    treatment: Treatment,
+    practitioner: Practitioner,
+    start: datetime,
+    base_url: str,
+) -> Letter:
+    """Gather a ``kind`` letter about a sample booking, so staff see a message as patients will.
+
+    The booking, its patient and its notification are made up and never saved: nothing is
+    added to ``session``. The letter goes through :func:`compose` like any other.
+    """
+    name, email = SAMPLE_PATIENT
+    booking = Booking(
+        treatment=treatment,
+        treatment_id=treatment.id,
+        practitioner=practitioner,
+        practitioner_id=practitioner.id,
+        patient=Patient(name=name, email=email),
+        start_at=start,
+        end_at=start + timedelta(minutes=treatment.duration_minutes),
+        blocked_until=start
+        + timedelta(minutes=treatment.duration_minutes + treatment.buffer_minutes),
+        status=BookingStatus.CONFIRMED,
+        manage_token=SAMPLE_LINK,
+        sequence=0,
+    )
+    return gather(session, Notification(kind=kind, booking=booking), clinic, base_url)
 
 
 def _subject(letter: Letter) -> str:
