@@ -28,6 +28,7 @@ class AuditAction(enum.StrEnum):
     PATIENT_UPDATED = "patient_updated"
     PATIENT_EXPORTED = "patient_exported"
     PATIENT_ERASED = "patient_erased"
+    INTAKE_UPDATED = "intake_updated"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from scheduler.clinic.models import (
     practitioner_treatments,
 )
 from scheduler.notifications.models import DeliveryAttempt, Notification
-from scheduler.patients.models import Patient
+from scheduler.patients.models import Intake, Patient
 from scheduler.staff.models import Role, User
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Clinic",
     "DeliveryAttempt",
     "ExternalEvent",
+    "Intake",
     "Notification",
     "Patient",
     "Practitioner",

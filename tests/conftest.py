@@ -23,6 +23,7 @@ from scheduler.clinic.checklists import default_items
 from scheduler.clinic.models import Clinic, Practitioner, Room, TimeOff, Treatment, WorkingHours
 from scheduler.config import database_url
 from scheduler.extensions import db
+from scheduler.patients.intake import IntakeAnswers
 from scheduler.staff.models import Role, User
 
 # Monday 23 November 2026, 08:00 in London (GMT, so also UTC).
@@ -300,6 +301,9 @@ def book(session: Session, setup: Setup, clock: Clock) -> Callable[..., Booking]
             ),
             now=clock(),
             uid_host="clinic.test",
+            intake=IntakeAnswers(consent=True)
+            if (treatment or setup.follow_up).first_visit
+            else None,
         )
         session.commit()
         return booking

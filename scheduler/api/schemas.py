@@ -12,10 +12,12 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationError,
 )
 
+from scheduler.patients.models import Condition
 from scheduler.timeutil import EARLIEST, LATEST, checked_instant
 
 Id = Annotated[int, Field(strict=True, gt=0, lt=2**31)]
@@ -40,6 +42,20 @@ class PatientIn(Strict):
     ] = ""
 
 
+FreeText = Annotated[
+    str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+]
+
+
+class IntakeIn(Strict):
+    """The first-visit answers: required (with ``consent: true``) when the service is one."""
+
+    medications: FreeText = ""
+    conditions: list[Condition] = Field(default_factory=list, max_length=len(Condition))
+    other_conditions: FreeText = ""
+    consent: StrictBool = False
+
+
 class BookingIn(Strict):
     """``POST /api/v1/bookings``."""
 
@@ -50,6 +66,7 @@ class BookingIn(Strict):
     notes: Annotated[
         str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")
     ] = ""
+    intake: IntakeIn | None = None
 
 
 class RescheduleIn(Strict):

@@ -12,7 +12,14 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from scheduler.api.schemas import BookingIn, CancelIn, RescheduleIn, SlotQuery, field_errors
+from scheduler.api.schemas import (
+    BookingIn,
+    CancelIn,
+    IntakeIn,
+    RescheduleIn,
+    SlotQuery,
+    field_errors,
+)
 from scheduler.booking.availability import Slot
 from scheduler.booking.models import Booking
 from scheduler.booking.operations import (
@@ -26,7 +33,10 @@ from scheduler.booking.operations import (
 )
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
+from scheduler.patients.intake import IntakeAnswers
 from scheduler.web import clinic_or_503, external_url, now, uid_host
+
+INTAKE_FIELDS = frozenset(IntakeIn.model_fields)
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -237,13 +247,22 @@ def create_booking() -> ResponseReturnValue:
             notes=body.notes,
             now=now(),
             uid_host=uid_host(),
+            intake=None
+            if body.intake is None
+            else IntakeAnswers(
+                medications=body.intake.medications,
+                conditions=[c.value for c in body.intake.conditions],
+                other_conditions=body.intake.other_conditions,
+                consent=body.intake.consent,
+            ),
         )
     except SlotUnavailable as exc:
         db.session.rollback()
         raise _unavailable(clinic, exc) from exc
     except BookingError as exc:
         db.session.rollback()
-        raise ApiError(422, exc.message, {exc.field or "body": exc.message}) from exc
+        field = f"intake.{exc.field}" if exc.field in INTAKE_FIELDS else exc.field or "body"
+        raise ApiError(422, exc.message, {field: exc.message}) from exc
     db.session.commit()
     return jsonify(booking_json(clinic, booking)), 201
 

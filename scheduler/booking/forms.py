@@ -12,10 +12,11 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length
 
 from scheduler.fields import email_field, name_field, phone_field, plain_text, single_line, strip
+from scheduler.patients.forms import IntakeForm
 
 
-class BookingForm(FlaskForm):
-    """The patient's details, asked once a time is chosen."""
+class BookingForm(IntakeForm):
+    """The patient's details, asked once a time is chosen, with the intake on a first visit."""
 
     full_name = name_field("Full name", "Please enter your name.")
     email = email_field("Email", "Please enter your email address.")

@@ -47,6 +47,7 @@ from scheduler.notifications.operations import (
     queue_for_reschedule,
     queue_for_status,
 )
+from scheduler.patients.intake import IntakeAnswers, IntakeError, check_answers, record_intake
 from scheduler.patients.models import Patient
 from scheduler.timeutil import day_bounds, format_local
 
@@ -396,16 +397,23 @@ def book_session(
     now: datetime,
     uid_host: str,
     actor: Actor = PATIENT,
+    intake: IntakeAnswers | None = None,
 ) -> Booking:
     """Book ``treatment`` at ``start`` with ``practitioner`` (``None``: anyone free).
 
     Raises :class:`BookingError` when the request breaks a rule and :class:`SlotUnavailable`
     when the time is not free, including when another booking wins a race for it. The
     confirmation, checklists and aftercare are queued with the booking, and ``actor`` is
-    recorded as the one who booked it.
+    recorded as the one who booked it. A first visit needs the ``intake`` answers, with
+    consent; they are kept with the patient.
     """
     if not treatment.active:
         raise BookingError("That treatment is no longer offered.", field="service")
+    if treatment.first_visit:
+        try:
+            check_answers(intake)
+        except IntakeError as exc:
+            raise BookingError(exc.message, field=exc.field) from exc
     if practitioner is not None and treatment not in practitioner.treatments:
         raise BookingError(
             f"{practitioner.name} does not give {treatment.name}.", field="practitioner"
@@ -446,6 +454,8 @@ def book_session(
         by_staff=actor.is_staff,
     )
     queue_for_new_booking(session, clinic=clinic, booking=booking, now=now)
+    if intake is not None:
+        record_intake(session, patient=booking.patient, answers=intake, actor=actor, now=now)
     _record(
         session,
         booking,

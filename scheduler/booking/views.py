@@ -43,6 +43,8 @@ from scheduler.calendars.export import booking_calendar
 from scheduler.clinic.checklists import checklist_for
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
+from scheduler.patients.forms import IntakeForm
+from scheduler.patients.intake import IntakeError, record_intake
 from scheduler.timeutil import parse_iso_datetime
 from scheduler.web import clinic_or_503, now, uid_host
 
@@ -191,6 +193,7 @@ def book_from_form(
                 now=now(),
                 uid_host=uid_host(),
                 actor=actor,
+                intake=form.answers() if treatment.first_visit else None,
             )
         except BookingError as exc:
             return Attempt(None, *refuse(form, exc))
@@ -216,7 +219,11 @@ def book_from_form(
 def refuse(form: FlaskForm, error: BookingError) -> tuple[int, list[Slot]]:
     """Undo the unit of work and show why on the form; return the status and alternatives."""
     db.session.rollback()
-    form.form_errors.append(error.message)
+    field = getattr(form, error.field or "", None)
+    if field is not None and error.field not in ("start", "csrf_token"):
+        field.errors = [*field.errors, error.message]
+    else:
+        form.form_errors.append(error.message)
     if isinstance(error, SlotUnavailable):
         return 409, error.alternatives
     return 422, []
@@ -413,3 +420,37 @@ def cancel(token: str) -> ResponseReturnValue:
         ),
         status,
     )
+
+
+@blueprint.route("/b/<token>/intake", methods=["GET", "POST"])
+def intake(token: str) -> ResponseReturnValue:
+    """Let the patient correct their health answers before the visit (consent is asked again)."""
+    clinic = clinic_or_503()
+    booking = _booking_or_404(token)
+    changeable = is_changeable(booking, now())
+    form = IntakeForm()
+    status = 200
+    if changeable and form.validate_on_submit():
+        try:
+            record_intake(
+                db.session(),
+                patient=booking.patient,
+                answers=form.answers(),
+                actor=PATIENT,
+                now=now(),
+            )
+        except IntakeError as exc:
+            db.session.rollback()
+            getattr(form, exc.field).errors.append(exc.message)
+            status = 422
+        else:
+            db.session.commit()
+            flash("Thank you: your answers are updated.", "success")
+            return redirect(url_for("booking.manage", token=token), 303)
+    elif form.is_submitted():
+        status = 422 if changeable else 409
+    else:
+        form.fill_from(booking.patient.intake)
+    return render_template(
+        "booking/intake.html", clinic=clinic, booking=booking, form=form, changeable=changeable
+    ), status

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import StringField
-from wtforms.validators import ValidationError
+from wtforms import BooleanField, SelectMultipleField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Length, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
 
-from scheduler.fields import email_field, name_field, phone_field
+from scheduler.fields import email_field, name_field, phone_field, plain_text, strip
+from scheduler.patients.intake import MAX_TEXT, IntakeAnswers
+from scheduler.patients.models import CONDITION_QUESTIONS, Condition, Intake
 
 ERASE_WORD = "ERASE"
 
@@ -35,3 +39,51 @@ class EraseForm(FlaskForm):
     """Confirms erasing a patient's details by typing ERASE."""
 
     confirm = StringField(f"Type {ERASE_WORD} to confirm", validators=[_typed_erase])
+
+
+class IntakeForm(FlaskForm):
+    """The first-visit questions; what to require is decided by the booking (a first visit)."""
+
+    medications = TextAreaField(
+        "Medications and supplements you take (with doses if you know them)",
+        filters=[strip],
+        validators=[
+            Length(max=MAX_TEXT, message="Please keep this to 2,000 characters."),
+            plain_text,
+        ],
+    )
+    conditions = SelectMultipleField(
+        "Do any of these apply to you?",
+        choices=[SelectChoice(c.value, CONDITION_QUESTIONS[c]) for c in Condition],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+        validate_choice=True,
+    )
+    other_conditions = TextAreaField(
+        "Anything else about your health the practitioner should know",
+        filters=[strip],
+        validators=[
+            Length(max=MAX_TEXT, message="Please keep this to 2,000 characters."),
+            plain_text,
+        ],
+    )
+    consent = BooleanField(
+        "I consent to acupuncture treatment. I understand it uses fine needles, that mild "
+        "bruising or soreness can follow, and that I can stop at any time."
+    )
+
+    def answers(self) -> IntakeAnswers:
+        """The answers as the intake operation takes them."""
+        return IntakeAnswers(
+            medications=self.medications.data or "",
+            conditions=tuple(self.conditions.data or ()),
+            other_conditions=self.other_conditions.data or "",
+            consent=bool(self.consent.data),
+        )
+
+    def fill_from(self, intake: Intake | None) -> None:
+        """Show the answers already given (consent is asked again)."""
+        if intake is not None:
+            self.medications.data = intake.medications
+            self.conditions.data = list(intake.conditions)
+            self.other_conditions.data = intake.other_conditions

@@ -335,6 +335,15 @@ def export_patient(
             "created_at": _iso(patient.created_at, tz),
             "erased_at": _iso(patient.erased_at, tz),
         },
+        "intake": None
+        if patient.intake is None
+        else {
+            "medications": patient.intake.medications,
+            "conditions": list(patient.intake.conditions),
+            "other_conditions": patient.intake.other_conditions,
+            "consent_at": _iso(patient.intake.consent_at, tz),
+            "updated_at": _iso(patient.intake.updated_at, tz),
+        },
         "bookings": [
             {
                 "id": b.id,
@@ -427,6 +436,7 @@ def erase_patient(session: Session, *, patient: Patient, actor: Actor, now: date
         else:
             # A mail server's refusal often quotes the address.
             notification.last_error = _without(notification.last_error, old_email)
+    patient.intake = None  # health answers go with the details (deleted as an orphan)
     patient.name = ERASED_NAME
     patient.email = erased_email(patient.id)
     patient.phone = ""

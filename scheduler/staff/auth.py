@@ -102,6 +102,15 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
     return user
 
 
+def may_see_health(practitioner_id: int) -> bool:
+    """Tell whether the logged-in staff member may read the health answers of a patient
+    booked with ``practitioner_id``: the practitioner who treats them, and admins."""
+    user = current_staff()
+    if user.role is Role.ADMIN:
+        return True
+    return user.role is Role.PRACTITIONER and user.practitioner_id == practitioner_id
+
+
 def practitioners_visible_to(session: Session, user: User) -> list[Practitioner]:
     """Return the practitioners whose calendars ``user`` may manage: their own, or everyone's."""
     if user.role is Role.PRACTITIONER:

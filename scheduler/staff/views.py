@@ -32,6 +32,7 @@ from scheduler.extensions import db
 from scheduler.staff.auth import (
     authenticate,
     current_staff,
+    may_see_health,
     practitioners_visible_to,
     staff_actor,
     staff_only,
@@ -47,6 +48,7 @@ from scheduler.staff.models import Role
 from scheduler.web import clinic_or_503, external_url, now
 
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
+blueprint.add_app_template_global(may_see_health)
 F = TypeVar("F", bound=Callable[..., Any])
 GENERIC_LOGIN_ERROR = (
     "That email and password do not match an account, "

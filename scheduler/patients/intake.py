@@ -1,0 +1,88 @@
+"""The first-visit questions: what a patient takes, what matters for needling, and consent.
+
+The answers are kept with the patient, one set each, and replaced when the patient or the
+clinic corrects them; each change is in the audit trail without the answers themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from scheduler.audit import Actor, AuditAction, record
+from scheduler.patients.models import Condition, Intake, Patient
+
+MAX_TEXT = 2000
+
+
+class IntakeError(Exception):
+    """Answers that cannot be kept, with a message for the person giving them."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class IntakeAnswers:
+    """The answers as given: free text, condition codes and whether consent was given."""
+
+    medications: str = ""
+    conditions: Iterable[str] = field(default_factory=tuple)
+    other_conditions: str = ""
+    consent: bool = False
+
+
+def check_answers(answers: IntakeAnswers | None) -> IntakeAnswers:
+    """Return the answers if they can be kept, or raise what to fix (consent is required)."""
+    if answers is None:
+        raise IntakeError(
+            "A first visit needs the health questions answered and consent to treatment.",
+            field="consent",
+        )
+    unknown = sorted(set(answers.conditions) - {c.value for c in Condition})
+    if unknown:
+        raise IntakeError(
+            f"Unknown condition {', '.join(unknown)}; use "
+            + ", ".join(c.value for c in Condition)
+            + ".",
+            field="conditions",
+        )
+    for name in ("medications", "other_conditions"):
+        if len(getattr(answers, name)) > MAX_TEXT:
+            raise IntakeError(f"Please keep this to {MAX_TEXT:,} characters.", field=name)
+    if not answers.consent:
+        raise IntakeError(
+            "Please give your consent to treatment; we cannot treat you without it.",
+            field="consent",
+        )
+    return answers
+
+
+def record_intake(
+    session: Session, *, patient: Patient, answers: IntakeAnswers, actor: Actor, now: datetime
+) -> Intake:
+    """Keep ``answers`` as the patient's intake, replacing any earlier answers."""
+    check_answers(answers)
+    intake = patient.intake
+    if intake is None:
+        intake = Intake(consent_at=now)
+        patient.intake = intake
+    intake.medications = answers.medications.strip()
+    intake.conditions = [c.value for c in Condition if c.value in set(answers.conditions)]
+    intake.other_conditions = answers.other_conditions.strip()
+    intake.consent_at = intake.consent_at or now
+    intake.updated_at = now
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action=AuditAction.INTAKE_UPDATED,
+        now=now,
+        patient_id=patient.id,
+    )
+    return intake
