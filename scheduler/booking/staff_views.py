@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, select
 
 from scheduler.audit import trail
 from scheduler.booking.availability import Slot
@@ -41,6 +41,7 @@ from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
 from scheduler.notifications.models import Notification
 from scheduler.patients.models import Patient
+from scheduler.patients.operations import patient_matches
 from scheduler.staff.auth import current_staff, practitioners_visible_to, staff_actor, staff_only
 from scheduler.staff.models import Role
 from scheduler.timeutil import day_bounds
@@ -137,19 +138,8 @@ def _query(clinic: Clinic, filters: Filters, visible: list[Practitioner]) -> Sel
     if filters.status is not None:
         query = query.where(Booking.status == filters.status)
     if filters.text:
-        pattern = f"%{_escape_like(filters.text.lower())}%"
-        query = query.where(
-            or_(
-                func.lower(Patient.name).like(pattern, escape="\\"),
-                Patient.email.like(pattern, escape="\\"),  # stored lower-cased
-                Patient.phone.like(pattern, escape="\\"),
-            )
-        )
+        query = query.where(patient_matches(filters.text))
     return query
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @blueprint.get("/")

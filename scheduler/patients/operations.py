@@ -107,6 +107,25 @@ def _in_scope(practitioner_ids: Collection[int] | None) -> ColumnElement[bool]:
 # --- Reading ----------------------------------------------------------------------------------
 
 
+def patient_matches(query: str) -> ColumnElement[bool]:
+    """Match patients whose name, email or phone contains ``query``, in any case.
+
+    A query with digits also matches phone numbers typed with other spacing.
+    """
+    matches = or_(
+        Patient.name.icontains(query, autoescape=True),
+        Patient.email.icontains(query, autoescape=True),
+        Patient.phone.icontains(query, autoescape=True),
+    )
+    digits = re.sub(r"\D", "", query)
+    if len(digits) >= _MIN_PHONE_DIGITS:
+        bare_phone: ColumnElement[str] = Patient.phone.expression
+        for mark in _PHONE_PUNCTUATION:
+            bare_phone = func.replace(bare_phone, mark, "")
+        matches = or_(matches, bare_phone.contains(digits, autoescape=True))
+    return matches
+
+
 def search_patients(
     session: Session,
     *,
@@ -123,18 +142,7 @@ def search_patients(
     statement = select(Patient)
     query = query.strip()
     if query:
-        matches = or_(
-            Patient.name.icontains(query, autoescape=True),
-            Patient.email.icontains(query, autoescape=True),
-            Patient.phone.icontains(query, autoescape=True),
-        )
-        digits = re.sub(r"\D", "", query)
-        if len(digits) >= _MIN_PHONE_DIGITS:
-            bare_phone: ColumnElement[str] = Patient.phone.expression
-            for mark in _PHONE_PUNCTUATION:
-                bare_phone = func.replace(bare_phone, mark, "")
-            matches = or_(matches, bare_phone.contains(digits, autoescape=True))
-        statement = statement.where(matches)
+        statement = statement.where(patient_matches(query))
     if practitioner_ids is not None:
         statement = statement.where(
             Patient.id.in_(select(Booking.patient_id).where(_in_scope(practitioner_ids)))
