@@ -456,7 +456,7 @@ def book_session(
     queue_for_new_booking(session, clinic=clinic, booking=booking, now=now)
     if intake is not None:
         record_intake(session, patient=booking.patient, answers=intake, actor=actor, now=now)
-    _record(
+    record_change(
         session,
         booking,
         actor,
@@ -467,7 +467,7 @@ def book_session(
     return booking
 
 
-def _record(
+def record_change(
     session: Session,
     booking: Booking,
     actor: Actor,
@@ -475,6 +475,8 @@ def _record(
     now: datetime,
     detail: str = "",
 ) -> None:
+    """Add an entry about ``booking`` to the audit trail, flushing first so a new one has its id."""
+    session.flush()
     record(
         session,
         actor=actor,
@@ -484,7 +486,6 @@ def _record(
         patient_id=booking.patient_id,
         detail=detail,
     )
-    session.flush()
 
 
 def is_changeable(booking: Booking, now: datetime) -> bool:
@@ -565,7 +566,7 @@ def reschedule_booking(
     )
     if target is not previous_practitioner:
         detail += f", from {previous_practitioner.name} to {target.name}"
-    _record(session, booking, actor, AuditAction.RESCHEDULED, now, detail)
+    record_change(session, booking, actor, AuditAction.RESCHEDULED, now, detail)
     return booking
 
 
@@ -603,7 +604,7 @@ def cancel_booking(
         detail = (
             f"{detail}: {booking.cancellation_reason}" if detail else booking.cancellation_reason
         )
-    _record(session, booking, actor, AuditAction.CANCELLED, now, detail)
+    record_change(session, booking, actor, AuditAction.CANCELLED, now, detail)
     return booking
 
 
@@ -663,7 +664,7 @@ def set_status(
     booking.updated_at = now
     session.flush()
     queue_for_status(session, booking=booking, now=now)
-    _record(
+    record_change(
         session,
         booking,
         actor,
@@ -683,7 +684,7 @@ def set_staff_notes(
         return booking
     booking.staff_notes = text
     booking.updated_at = now
-    _record(session, booking, actor, AuditAction.NOTES_CHANGED, now)
+    record_change(session, booking, actor, AuditAction.NOTES_CHANGED, now)
     return booking
 
 

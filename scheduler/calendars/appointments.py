@@ -17,13 +17,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.audit import CALENDAR_IMPORT, Actor, AuditAction, record
+from scheduler.audit import CALENDAR_IMPORT, Actor, AuditAction
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.booking.operations import (
     BookingError,
     PatientDetails,
     find_or_create_patient,
     place_imported_booking,
+    record_change,
 )
 from scheduler.calendars.expansion import Expansion, Occurrence, Person, Series, version_key
 from scheduler.calendars.imports import ImportReport
@@ -188,16 +189,7 @@ class _Importer:
         self._record(booking, AuditAction.CANCELLED, booking.cancellation_reason)
 
     def _record(self, booking: Booking, action: AuditAction, detail: str) -> None:
-        self.session.flush()  # a new booking needs its id
-        record(
-            self.session,
-            actor=self.actor,
-            action=action,
-            now=self.now,
-            booking_id=booking.id,
-            patient_id=booking.patient_id,
-            detail=detail,
-        )
+        record_change(self.session, booking, self.actor, action, self.now, detail)
 
     def _cancel_all(self, series: Series) -> None:
         bookings = self.session.scalars(
