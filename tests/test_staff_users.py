@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -111,6 +113,9 @@ def test_a_new_password_unlocks_the_account(app, admin, make_user, session, cloc
     short = post(admin, f"/staff/users/{user.id}/password", password="short")
     assert short.status_code == 422
     assert "at least 10 characters" in short.text
+    # The account's own form beside it still shows the account as it is.
+    assert '<option selected value="reception">' in short.text
+    assert re.search(r'<input checked id="active"', short.text)
 
 
 def test_only_the_admin_manages_accounts(app, make_user):

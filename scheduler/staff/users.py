@@ -37,15 +37,27 @@ def _user_or_404(user_id: int) -> User:
     return user
 
 
-def _account_form(account: User) -> AccountForm:
-    """The account's form, filled from the account (what was posted wins, when posted)."""
-    return AccountForm(
-        data={
-            "role": account.role.value,
-            "practitioner": account.practitioner_id,
-            "active": account.active,
-        }
-    )
+def _account_form(account: User, *, posted: bool = True) -> AccountForm:
+    """The account's form, filled from the account; what was posted wins when it is this
+    form that was posted (``posted``), and is ignored when another form on the page was."""
+    values = {
+        "role": account.role.value,
+        "practitioner": account.practitioner_id,
+        "active": account.active,
+    }
+    return AccountForm(data=values) if posted else AccountForm(formdata=None, data=values)
+
+
+def _edit_page(
+    account: User, form: AccountForm, password_form: PasswordResetForm, status: int
+) -> ResponseReturnValue:
+    return render_template(
+        "staff/users/edit.html",
+        clinic=clinic_or_503(),
+        form=form,
+        account=account,
+        password_form=password_form,
+    ), status
 
 
 def _show_error(form: AccountForm, error: AccountError) -> None:
@@ -124,13 +136,7 @@ def edit(user_id: int) -> ResponseReturnValue:
             return redirect(url_for("users.index"), 303)
     elif form.is_submitted():
         status = 422
-    return render_template(
-        "staff/users/edit.html",
-        clinic=clinic_or_503(),
-        form=form,
-        account=account,
-        password_form=PasswordResetForm(),
-    ), status
+    return _edit_page(account, form, PasswordResetForm(formdata=None), status)
 
 
 @blueprint.post("/<int:user_id>/password")
@@ -140,15 +146,9 @@ def reset_password(user_id: int) -> ResponseReturnValue:
     account = _user_or_404(user_id)
     password_form = PasswordResetForm()
     if not password_form.validate_on_submit():
-        form = _account_form(account)
+        form = _account_form(account, posted=False)
         _offer_practitioners(form)
-        return render_template(
-            "staff/users/edit.html",
-            clinic=clinic_or_503(),
-            form=form,
-            account=account,
-            password_form=password_form,
-        ), 422
+        return _edit_page(account, form, password_form, 422)
     set_new_password(account, password_form.password.data or "")
     db.session.commit()
     flash(f"{account.email} has a new password and is logged out everywhere else.", "success")
