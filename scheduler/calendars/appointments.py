@@ -195,7 +195,7 @@ class _Importer:
         bookings = self.session.scalars(
             select(Booking).where(
                 (Booking.calendar_uid == series.uid)
-                | Booking.calendar_uid.like(f"%#{_escape_like(series.uid)}", escape="\\")
+                | Booking.calendar_uid.endswith(f"#{series.uid}", autoescape=True)
             )
         ).all()
         if not bookings:
@@ -218,10 +218,6 @@ def _booking_uid(uid: str, occurrence: Occurrence, several: bool) -> str:
     if not several:
         return uid
     return f"{occurrence.key:%Y%m%dT%H%M%SZ}#{uid}"
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def patient_of(occurrence: Occurrence, practitioner: Practitioner) -> PatientDetails | None:
