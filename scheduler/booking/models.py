@@ -26,6 +26,33 @@ class BookingStatus(enum.StrEnum):
 LIVE_STATUSES = frozenset(BookingStatus) - {BookingStatus.CANCELLED}
 
 
+class Course(Base):
+    """A course of treatment: sessions booked together, every few weeks at the same time.
+
+    Its sessions are ordinary bookings pointing here; each can be moved or cancelled on its
+    own, and ``session_count`` and ``every_weeks`` keep what was asked for.
+    """
+
+    __tablename__ = "courses"
+    __table_args__ = (
+        CheckConstraint("session_count >= 2", name="at_least_two_sessions"),
+        CheckConstraint("every_weeks >= 1", name="every_weeks_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    treatment_id: Mapped[int] = mapped_column(ForeignKey("treatments.id"))
+    session_count: Mapped[int] = mapped_column(Integer)
+    every_weeks: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    treatment: Mapped[Treatment] = relationship()
+    patient: Mapped[Patient] = relationship()
+    sessions: Mapped[list[Booking]] = relationship(
+        back_populates="course", order_by="(Booking.start_at, Booking.id)"
+    )
+
+
 class Booking(Base):
     """A session booked for a patient.
 
@@ -48,6 +75,9 @@ class Booking(Base):
     practitioner_id: Mapped[int] = mapped_column(ForeignKey("practitioners.id"))
     room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    course_id: Mapped[int | None] = mapped_column(
+        ForeignKey("courses.id"), index=True, nullable=True
+    )
     start_at: Mapped[datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)
     blocked_until: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -70,6 +100,7 @@ class Booking(Base):
     practitioner: Mapped[Practitioner] = relationship()
     room: Mapped[Room] = relationship()
     patient: Mapped[Patient] = relationship()
+    course: Mapped[Course | None] = relationship(back_populates="sessions")
 
     @property
     def is_live(self) -> bool:
