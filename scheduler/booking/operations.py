@@ -30,7 +30,7 @@ from scheduler.booking.availability import (
     merge_anyone,
     nearest,
 )
-from scheduler.booking.models import Booking, BookingStatus
+from scheduler.booking.models import Booking, BookingStatus, Course
 from scheduler.calendars.models import BusyTime
 from scheduler.clinic.models import (
     Clinic,
@@ -385,6 +385,24 @@ def find_or_create_patient(session: Session, details: PatientDetails, now: datet
     return patient
 
 
+def check_request(
+    treatment: Treatment, practitioner: Practitioner | None, intake: IntakeAnswers | None
+) -> None:
+    """Refuse a booking request for a treatment no longer offered, a practitioner who does not
+    give it, or a first visit without the intake answers and consent."""
+    if not treatment.active:
+        raise BookingError("That treatment is no longer offered.", field="service")
+    if treatment.first_visit:
+        try:
+            check_answers(intake)
+        except IntakeError as exc:
+            raise BookingError(exc.message, field=exc.field) from exc
+    if practitioner is not None and treatment not in practitioner.treatments:
+        raise BookingError(
+            f"{practitioner.name} does not give {treatment.name}.", field="practitioner"
+        )
+
+
 def book_session(
     session: Session,
     *,
@@ -407,17 +425,7 @@ def book_session(
     recorded as the one who booked it. A first visit needs the ``intake`` answers, with
     consent; they are kept with the patient.
     """
-    if not treatment.active:
-        raise BookingError("That treatment is no longer offered.", field="service")
-    if treatment.first_visit:
-        try:
-            check_answers(intake)
-        except IntakeError as exc:
-            raise BookingError(exc.message, field=exc.field) from exc
-    if practitioner is not None and treatment not in practitioner.treatments:
-        raise BookingError(
-            f"{practitioner.name} does not give {treatment.name}.", field="practitioner"
-        )
+    check_request(treatment, practitioner, intake)
     slot = pick_slot(
         session,
         clinic=clinic,
@@ -427,11 +435,47 @@ def book_session(
         now=now,
         by_staff=actor.is_staff,
     )
+    booking = place_new_booking(
+        session,
+        clinic=clinic,
+        treatment=treatment,
+        slot=slot,
+        asked_for=practitioner,
+        patient=find_or_create_patient(session, patient, now),
+        notes=notes,
+        now=now,
+        uid_host=uid_host,
+        actor=actor,
+    )
+    if intake is not None:
+        record_intake(session, patient=booking.patient, answers=intake, actor=actor, now=now)
+    return booking
+
+
+def place_new_booking(
+    session: Session,
+    *,
+    clinic: Clinic,
+    treatment: Treatment,
+    slot: Slot,
+    asked_for: Practitioner | None,
+    patient: Patient,
+    notes: str,
+    now: datetime,
+    uid_host: str,
+    actor: Actor,
+    course: Course | None = None,
+) -> Booking:
+    """Book ``slot`` (found free in this transaction) for ``patient``, queue its mail and
+    record who booked it. ``asked_for`` is the practitioner the patient chose (``None``:
+    anyone), for the alternatives offered when another booking wins a race for the time.
+    """
     booking = Booking(
         treatment=treatment,
         practitioner=session.get_one(Practitioner, slot.practitioner_id),
         room=session.get_one(Room, slot.room_id),
-        patient=find_or_create_patient(session, patient, now),
+        patient=patient,
+        course=course,
         start_at=slot.start,
         end_at=slot.end,
         blocked_until=slot.end + timedelta(minutes=treatment.buffer_minutes),
@@ -448,14 +492,12 @@ def book_session(
         lambda: session.add(booking),
         clinic=clinic,
         treatment=treatment,
-        practitioner=practitioner,
-        start=start,
+        practitioner=asked_for,
+        start=slot.start,
         now=now,
         by_staff=actor.is_staff,
     )
     queue_for_new_booking(session, clinic=clinic, booking=booking, now=now)
-    if intake is not None:
-        record_intake(session, patient=booking.patient, answers=intake, actor=actor, now=now)
     record_change(
         session,
         booking,
