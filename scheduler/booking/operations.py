@@ -132,11 +132,13 @@ def find_slots(
     now: datetime,
     ignore: Booking | None = None,
     by_staff: bool = False,
+    merge: bool = True,
 ) -> list[Slot]:
     """Return the free slots for ``treatment`` between two of the clinic's dates, inclusive.
 
     With no ``practitioner`` the slots of everyone who gives the treatment are merged, one per
-    start time. ``ignore`` leaves a booking out of the busy time (when it is being moved).
+    start time, unless ``merge`` is false. ``ignore`` leaves a booking out of the busy time
+    (when it is being moved).
     """
     if practitioner is None:
         candidates = practitioners_for(session, treatment)
@@ -159,7 +161,7 @@ def find_slots(
         rules=rules_of(clinic, by_staff=by_staff),
         now=now,
     )
-    return merge_anyone(slots) if practitioner is None else slots
+    return merge_anyone(slots) if practitioner is None and merge else slots
 
 
 def _load_diaries(
@@ -469,13 +471,14 @@ def place_new_booking(
     """Book ``slot`` (found free in this transaction) for ``patient``, queue its mail and
     record who booked it. ``asked_for`` is the practitioner the patient chose (``None``:
     anyone), for the alternatives offered when another booking wins a race for the time.
+    A session of a ``course`` (already flushed) belongs to it.
     """
     booking = Booking(
         treatment=treatment,
         practitioner=session.get_one(Practitioner, slot.practitioner_id),
         room=session.get_one(Room, slot.room_id),
         patient=patient,
-        course=course,
+        course_id=None if course is None else course.id,
         start_at=slot.start,
         end_at=slot.end,
         blocked_until=slot.end + timedelta(minutes=treatment.buffer_minutes),
@@ -535,7 +538,8 @@ def is_changeable(booking: Booking, now: datetime) -> bool:
     return booking.status == BookingStatus.CONFIRMED and booking.start_at > now
 
 
-def _check_changeable(booking: Booking, now: datetime) -> None:
+def check_changeable(booking: Booking, now: datetime) -> None:
+    """Say why the patient may no longer move or cancel ``booking``, if they may not."""
     if booking.status != BookingStatus.CONFIRMED:
         raise BookingError(f"This booking is {booking.status.value.replace('_', ' ')}.")
     if booking.start_at <= now:
@@ -558,7 +562,7 @@ def reschedule_booking(
     The update is queued, the checklists and aftercare re-timed with the move, and ``actor``
     recorded as the one who moved it.
     """
-    _check_changeable(booking, now)
+    check_changeable(booking, now)
     target = practitioner or booking.practitioner
     if start == booking.start_at and target is booking.practitioner:
         raise BookingError("The booking is already at that time.", field="start")
@@ -632,7 +636,7 @@ def cancel_booking(
 
     What was still to be sent about the visit is dropped and the cancellation queued.
     """
-    _check_changeable(booking, now)
+    check_changeable(booking, now)
     booking.status = BookingStatus.CANCELLED
     booking.cancelled_at = now
     booking.cancellation_reason = reason.strip()

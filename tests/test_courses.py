@@ -1,0 +1,347 @@
+"""Courses of treatment: every date checked, booked all together or not at all."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from scheduler.audit import Actor
+from scheduler.booking.courses import (
+    CourseUnavailable,
+    Instead,
+    Repeat,
+    book_course,
+    cancel_rest_of_course,
+    course_dates,
+    progress,
+)
+from scheduler.booking.models import Booking, BookingStatus, Course
+from scheduler.booking.operations import BookingError, PatientDetails, set_status
+from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.db import begin_write
+from scheduler.extensions import db
+from scheduler.notifications.models import Notification, NotificationKind
+from scheduler.patients.intake import IntakeAnswers
+from scheduler.staff.models import Role
+from tests.conftest import NOW, london
+
+ALEX = PatientDetails("Alex Rivera", "alex@example.org", "+44 7700 900111")
+
+
+def _book(session, setup, *, start, repeat, practitioner=None, treatment=None, **extra):
+    return book_course(
+        session,
+        clinic=setup.clinic,
+        treatment=treatment or setup.follow_up,
+        practitioner=practitioner if practitioner is not None else setup.mei,
+        start=start,
+        repeat=repeat,
+        patient=ALEX,
+        now=extra.pop("now", NOW),
+        uid_host="clinic.test",
+        **extra,
+    )
+
+
+def _count(session, model) -> int:
+    session.rollback()
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def test_six_weekly_sessions_are_booked_at_the_same_time_with_the_same_practitioner(session, setup):
+    course = _book(session, setup, start=london("2026-11-24", "10:00"), repeat=Repeat(6, 1))
+    session.commit()
+
+    starts = [b.start_at for b in course.sessions]
+    assert starts == [
+        london(day, "10:00")
+        for day in (
+            "2026-11-24",
+            "2026-12-01",
+            "2026-12-08",
+            "2026-12-15",
+            "2026-12-22",
+            "2026-12-29",
+        )
+    ]
+    assert {b.practitioner_id for b in course.sessions} == {setup.mei.id}
+    assert {b.patient.email for b in course.sessions} == {"alex@example.org"}
+    assert (course.session_count, course.every_weeks) == (6, 1)
+    # Each session has its own invite, checklist and aftercare.
+    kinds = Counter(
+        n.kind for n in session.scalars(select(Notification).join(Notification.booking))
+    )
+    assert kinds[NotificationKind.CONFIRMATION] == 6
+    assert kinds[NotificationKind.AFTERCARE] == 6
+    assert kinds[NotificationKind.CHECKLIST] == 6
+    assert len({b.calendar_uid for b in course.sessions}) == 6
+
+
+@pytest.fixture
+def staff(make_user) -> Actor:
+    user = make_user(Role.RECEPTION)
+    return Actor(user.email, user.id)
+
+
+def test_every_two_weeks_keeps_the_wall_clock_time_across_a_daylight_saving_change(
+    session, setup, staff
+):
+    # Staff may book far ahead; British Summer Time starts on 28 March 2027.
+    course = _book(
+        session, setup, start=london("2027-03-16", "09:00"), repeat=Repeat(3, 2), actor=staff
+    )
+    session.commit()
+
+    assert [b.start_at for b in course.sessions] == [
+        london("2027-03-16", "09:00"),
+        london("2027-03-30", "09:00"),
+        london("2027-04-13", "09:00"),
+    ]
+    assert course.sessions[1].start_at.hour == 8  # 09:00 BST is 08:00 UTC
+
+
+def test_a_clash_books_nothing_and_lists_the_date_with_alternatives_of_every_sort(
+    session, setup, book
+):
+    taken = book(london("2026-12-08", "10:00"), practitioner=setup.mei)
+    before = _count(session, Booking)
+
+    with pytest.raises(CourseUnavailable) as caught:
+        _book(session, setup, start=london("2026-11-24", "10:00"), repeat=Repeat(6, 1))
+    session.rollback()
+
+    assert _count(session, Booking) == before
+    assert _count(session, Course) == 0
+    (clash,) = caught.value.clashes
+    assert clash.start == taken.start_at
+    assert "Tuesday 8 December 2026, 10:00" in clash.message
+    alternatives = clash.alternatives
+    same_day_mei = [
+        s
+        for s in alternatives
+        if s.practitioner_id == setup.mei.id and s.start.date() == clash.start.date()
+    ]
+    assert same_day_mei
+    assert all(s.start != clash.start for s in same_day_mei)
+    # James is free at the very time.
+    assert any(s.practitioner_id == setup.james.id and s.start == clash.start for s in alternatives)
+    # The day before and the day after, at the usual time.
+    assert clash.start - timedelta(days=1) in {s.start for s in alternatives}
+    assert clash.start + timedelta(days=1) in {s.start for s in alternatives}
+    assert alternatives == sorted(alternatives)
+
+
+def test_taking_an_offered_alternative_books_the_whole_course(session, setup, book):
+    book(london("2026-12-08", "10:00"), practitioner=setup.mei)
+    start = london("2026-11-24", "10:00")
+    with pytest.raises(CourseUnavailable) as caught:
+        _book(session, setup, start=start, repeat=Repeat(6, 1))
+    session.rollback()
+    clash = caught.value.clashes[0]
+    james = next(s for s in clash.alternatives if s.practitioner_id == setup.james.id)
+
+    course = _book(
+        session,
+        setup,
+        start=start,
+        repeat=Repeat(
+            6,
+            1,
+            {clash.start: Instead(james.start, session.get(Practitioner, james.practitioner_id))},
+        ),
+    )
+    session.commit()
+
+    assert len(course.sessions) == 6
+    moved = next(b for b in course.sessions if b.start_at.date() == clash.start.date())
+    assert (moved.start_at, moved.practitioner_id) == (james.start, setup.james.id)
+    assert all(b.practitioner_id == setup.mei.id for b in course.sessions if b is not moved)
+
+
+def test_a_date_can_be_left_out(session, setup, book):
+    book(london("2026-12-08", "10:00"), practitioner=setup.mei)
+    start = london("2026-11-24", "10:00")
+
+    course = _book(
+        session,
+        setup,
+        start=start,
+        repeat=Repeat(6, 1, {london("2026-12-08", "10:00"): Instead(None)}),
+    )
+    session.commit()
+
+    assert course.session_count == 5
+    assert london("2026-12-08", "10:00") not in {b.start_at for b in course.sessions}
+
+
+def test_anyone_means_the_practitioner_free_on_the_most_dates(session, setup, book):
+    book(london("2026-12-01", "10:00"), practitioner=setup.mei)
+
+    course = book_course(
+        session,
+        clinic=setup.clinic,
+        treatment=setup.follow_up,
+        practitioner=None,
+        start=london("2026-11-24", "10:00"),
+        repeat=Repeat(4, 1),
+        patient=ALEX,
+        now=NOW,
+        uid_host="clinic.test",
+    )
+    session.commit()
+
+    assert {b.practitioner_id for b in course.sessions} == {setup.james.id}
+
+
+def test_dates_beyond_the_horizon_are_clashes_without_alternatives(session, setup):
+    with pytest.raises(CourseUnavailable) as caught:
+        _book(session, setup, start=london("2026-11-24", "10:00"), repeat=Repeat(12, 1))
+    session.rollback()
+
+    late = [c for c in caught.value.clashes if not c.alternatives]
+    assert late
+    assert all("60 days ahead" in c.message for c in late)
+    assert _count(session, Booking) == 0
+
+
+@pytest.mark.parametrize(
+    ("repeat", "field"),
+    [
+        (Repeat(1, 1), "sessions"),
+        (Repeat(13, 1), "sessions"),
+        (Repeat(3, 0), "every_weeks"),
+        (Repeat(3, 5), "every_weeks"),
+        (Repeat(3, 1, {london("2026-11-25", "10:00"): Instead(None)}), "start"),
+    ],
+)
+def test_a_wrong_course_is_refused_with_what_to_fix(session, setup, repeat, field):
+    with pytest.raises(BookingError) as caught:
+        _book(session, setup, start=london("2026-11-24", "10:00"), repeat=repeat)
+    session.rollback()
+
+    assert caught.value.field == field
+    assert _count(session, Booking) == 0
+
+
+def test_a_first_visit_course_needs_consent_and_keeps_the_answers(session, setup):
+    with pytest.raises(BookingError) as caught:
+        _book(
+            session,
+            setup,
+            start=london("2026-11-24", "10:00"),
+            repeat=Repeat(2, 1),
+            treatment=setup.initial,
+        )
+    session.rollback()
+    assert caught.value.field == "consent"
+
+    course = _book(
+        session,
+        setup,
+        start=london("2026-11-24", "10:00"),
+        repeat=Repeat(2, 1),
+        treatment=setup.initial,
+        intake=IntakeAnswers(medications="Warfarin", conditions=["anticoagulants"], consent=True),
+    )
+    session.commit()
+
+    assert course.patient.intake.flags == ["anticoagulants"]
+
+
+def test_progress_counts_sessions_attended_and_cancelling_the_rest_leaves_the_past(
+    session, setup, clock, staff
+):
+    course = _book(session, setup, start=london("2026-11-24", "10:00"), repeat=Repeat(4, 1))
+    session.commit()
+    first, second, third, fourth = course.sessions
+
+    clock.now = london("2026-11-24", "11:30")
+    set_status(
+        session,
+        clinic=setup.clinic,
+        booking=first,
+        status=BookingStatus.COMPLETED,
+        now=clock(),
+        actor=staff,
+    )
+    session.commit()
+    shown = progress(second)
+    assert (shown.position, shown.total, shown.done) == (2, 4, 1)
+
+    cancelled = cancel_rest_of_course(
+        session, clinic=setup.clinic, booking=third, reason="Feeling better", now=clock()
+    )
+    session.commit()
+
+    assert cancelled == [third, fourth]
+    assert [b.status for b in course.sessions] == [
+        BookingStatus.COMPLETED,
+        BookingStatus.CONFIRMED,
+        BookingStatus.CANCELLED,
+        BookingStatus.CANCELLED,
+    ]
+    assert progress(second).total == 2
+    assert progress(third).position is None
+    with pytest.raises(BookingError):
+        cancel_rest_of_course(session, clinic=setup.clinic, booking=first, now=clock())
+
+
+RACERS = 8
+
+
+def test_concurrent_courses_for_the_same_times_book_one_course_whole_and_nothing_else(
+    app, setup, session
+):
+    ids = (setup.clinic.id, setup.follow_up.id, setup.mei.id)
+    barrier = threading.Barrier(RACERS)
+
+    def attempt(index: int) -> str:
+        with app.app_context():
+            own = db.session()
+            try:
+                barrier.wait(timeout=30)
+                begin_write(own)
+                # Each racer's course overlaps the others' on at least three dates.
+                first = london("2026-11-24", "10:00") + timedelta(weeks=index % 3)
+                book_course(
+                    own,
+                    clinic=own.get_one(Clinic, ids[0]),
+                    treatment=own.get_one(Treatment, ids[1]),
+                    practitioner=own.get_one(Practitioner, ids[2]),
+                    start=first,
+                    repeat=Repeat(4, 1),
+                    patient=PatientDetails(f"Racer {index}", f"racer{index}@example.org"),
+                    now=NOW,
+                    uid_host="clinic.test",
+                )
+                own.commit()
+                return "booked"
+            except CourseUnavailable:
+                own.rollback()
+                return "taken"
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(max_workers=RACERS) as pool:
+        outcomes = Counter(pool.map(attempt, range(RACERS)))
+
+    assert outcomes == {"booked": 1, "taken": RACERS - 1}
+    session.rollback()
+    assert _count(session, Course) == 1
+    bookings = session.scalars(select(Booking)).all()
+    assert len(bookings) == 4
+    assert len({b.patient_id for b in bookings}) == 1
+
+
+def test_course_dates_follow_the_rhythm(setup):
+    start = london("2026-11-24", "10:00")
+    assert course_dates(setup.clinic, start, Repeat(3, 2)) == [
+        start,
+        start + timedelta(weeks=2),
+        start + timedelta(weeks=4),
+    ]
