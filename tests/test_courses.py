@@ -345,3 +345,115 @@ def test_course_dates_follow_the_rhythm(setup):
         start + timedelta(weeks=2),
         start + timedelta(weeks=4),
     ]
+
+
+# --- The API ---------------------------------------------------------------------------------
+
+
+def _api_course(client, setup, **changes):
+    body = {
+        "service": setup.follow_up.id,
+        "practitioner": setup.mei.id,
+        "start": "2026-11-24T10:00:00+00:00",
+        "patient": {"name": "Alex Rivera", "email": "alex@example.org"},
+        "repeat": {"count": 6, "every_weeks": 1},
+    }
+    body.update(changes)
+    return client.post("/api/v1/bookings", json=body)
+
+
+def test_the_api_books_a_course_and_shows_each_session_in_it(client, setup, session):
+    response = _api_course(client, setup)
+
+    assert response.status_code == 201
+    course = response.json["course"]
+    assert [s["start"] for s in course] == [
+        f"2026-{day}T10:00:00+00:00"
+        for day in ("11-24", "12-01", "12-08", "12-15", "12-22", "12-29")
+    ]
+    assert [s["course"] for s in course] == [
+        {"session": n, "of": 6, "attended": 0} for n in range(1, 7)
+    ]
+    assert (response.json["sessions"], response.json["every_weeks"]) == (6, 1)
+    one = client.get(f"/api/v1/bookings/{course[2]['token']}").json
+    assert one["course"] == {"session": 3, "of": 6, "attended": 0}
+
+
+def test_the_api_answers_409_with_each_conflict_and_books_once_an_alternative_is_taken(
+    client, setup, book, session
+):
+    book(london("2026-12-15", "10:00"), practitioner=setup.mei)
+
+    refused = _api_course(client, setup)
+
+    assert refused.status_code == 409
+    assert _count(session, Course) == 0
+    (conflict,) = refused.json["conflicts"]
+    assert conflict["start"] == "2026-12-15T10:00:00+00:00"
+    assert "not free" in conflict["error"]
+    james = next(a for a in conflict["alternatives"] if a["practitioner"] == setup.james.id)
+
+    taken = _api_course(
+        client,
+        setup,
+        repeat={
+            "count": 6,
+            "every_weeks": 1,
+            "instead": [
+                {
+                    "of": conflict["start"],
+                    "start": james["start"],
+                    "practitioner": james["practitioner"],
+                }
+            ],
+        },
+    )
+
+    assert taken.status_code == 201, taken.json
+    moved = taken.json["course"][3]
+    assert (moved["start"], moved["practitioner"]) == (james["start"], setup.james.id)
+
+
+@pytest.mark.parametrize(
+    ("repeat", "field"),
+    [
+        ({"count": 1}, "repeat.count"),
+        ({"count": 13}, "repeat.count"),
+        ({"count": 3, "every_weeks": 5}, "repeat.every_weeks"),
+        ({"count": "3"}, "repeat.count"),
+        ({"count": 3, "weekly": True}, "repeat.weekly"),
+        (
+            {"count": 3, "instead": [{"of": "2026-11-25T10:00:00+00:00", "start": None}]},
+            "start",
+        ),
+        (
+            {
+                "count": 3,
+                "instead": [
+                    {
+                        "of": "2026-12-01T10:00:00+00:00",
+                        "start": "2026-12-01T11:00:00+00:00",
+                        "practitioner": 999,
+                    }
+                ],
+            },
+            "repeat.instead.0.practitioner",
+        ),
+    ],
+)
+def test_the_api_refuses_a_wrong_course_with_the_field_to_fix(
+    client, setup, session, repeat, field
+):
+    response = _api_course(client, setup, repeat=repeat)
+
+    assert response.status_code == 422
+    assert field in response.json["fields"]
+    assert _count(session, Booking) == 0
+
+
+def test_the_api_needs_consent_for_a_first_visit_course(client, setup, session):
+    response = _api_course(client, setup, service=setup.initial.id)
+
+    assert response.status_code == 422
+    assert "intake.consent" in response.json["fields"]
+    assert _count(session, Booking) == 0

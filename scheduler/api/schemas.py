@@ -17,6 +17,7 @@ from pydantic import (
     ValidationError,
 )
 
+from scheduler.booking.courses import MAX_EVERY_WEEKS, MAX_SESSIONS
 from scheduler.patients.models import Condition
 from scheduler.timeutil import EARLIEST, LATEST, checked_instant
 
@@ -56,8 +57,26 @@ class IntakeIn(Strict):
     consent: StrictBool = False
 
 
+class InsteadIn(Strict):
+    """One date of a course changed: ``of`` is its usual start (as a conflict names it);
+    ``start`` the time taken instead, with ``practitioner`` (the course's when left out), or
+    ``null`` to leave the date out."""
+
+    of: Instant
+    start: Instant | None
+    practitioner: Id | None = None
+
+
+class RepeatIn(Strict):
+    """A course: ``count`` sessions ``every_weeks`` apart, at the first session's time."""
+
+    count: Annotated[int, Field(strict=True, ge=2, le=MAX_SESSIONS)]
+    every_weeks: Annotated[int, Field(strict=True, ge=1, le=MAX_EVERY_WEEKS)] = 1
+    instead: list[InsteadIn] = Field(default_factory=list, max_length=MAX_SESSIONS)
+
+
 class BookingIn(Strict):
-    """``POST /api/v1/bookings``."""
+    """``POST /api/v1/bookings``; with ``repeat``, a course starting at ``start``."""
 
     service: Id
     practitioner: Id | None = None
@@ -67,6 +86,7 @@ class BookingIn(Strict):
         str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")
     ] = ""
     intake: IntakeIn | None = None
+    repeat: RepeatIn | None = None
 
 
 class RescheduleIn(Strict):

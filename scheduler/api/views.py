@@ -16,11 +16,13 @@ from scheduler.api.schemas import (
     BookingIn,
     CancelIn,
     IntakeIn,
+    RepeatIn,
     RescheduleIn,
     SlotQuery,
     field_errors,
 )
 from scheduler.booking.availability import Slot
+from scheduler.booking.courses import CourseUnavailable, Instead, Repeat, book_course, progress
 from scheduler.booking.models import Booking
 from scheduler.booking.operations import (
     BookingError,
@@ -35,8 +37,6 @@ from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
 from scheduler.patients.intake import IntakeAnswers
 from scheduler.web import clinic_or_503, external_url, now, uid_host
-
-INTAKE_FIELDS = frozenset(IntakeIn.model_fields)
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -114,9 +114,18 @@ def booking_json(clinic: Clinic, booking: Booking) -> dict[str, Any]:
         },
         "notes": booking.notes,
         "late_cancellation": booking.late_cancellation,
+        "course": _course_place(booking),
         "manage_url": external_url("booking.manage", token=booking.manage_token),
         "ics_url": external_url("booking.ics", token=booking.manage_token),
     }
+
+
+def _course_place(booking: Booking) -> dict[str, int | None] | None:
+    """Where a session stands in its course: its number (``None`` once cancelled) of how many."""
+    place = progress(booking)
+    if place is None:
+        return None
+    return {"session": place.position, "of": place.total, "attended": place.done}
 
 
 def _unavailable(clinic: Clinic, exc: SlotUnavailable) -> ApiError:
@@ -135,7 +144,7 @@ def _treatment(service_id: int) -> Treatment:
     return treatment
 
 
-def _practitioner(practitioner_id: int | None) -> Practitioner | None:
+def _practitioner(practitioner_id: int | None, field: str = "practitioner") -> Practitioner | None:
     if practitioner_id is None:
         return None
     practitioner = db.session.get(Practitioner, practitioner_id)
@@ -143,7 +152,7 @@ def _practitioner(practitioner_id: int | None) -> Practitioner | None:
         raise ApiError(
             422,
             "Unknown practitioner.",
-            {"practitioner": f"no practitioner with id {practitioner_id}"},
+            {field: f"no practitioner with id {practitioner_id}"},
         )
     return practitioner
 
@@ -231,40 +240,85 @@ def slots() -> ResponseReturnValue:
 
 @blueprint.post("/bookings")
 def create_booking() -> ResponseReturnValue:
-    """Book a session; ``practitioner: null`` means anyone free."""
+    """Book a session, or with ``repeat`` a course; ``practitioner: null`` means anyone free."""
     clinic = clinic_or_503()
     body = parse_body(BookingIn)
     treatment = _treatment(body.service)
     practitioner = _practitioner(body.practitioner)
+    request_details: dict[str, Any] = {
+        "clinic": clinic,
+        "treatment": treatment,
+        "practitioner": practitioner,
+        "start": body.start,
+        "patient": PatientDetails(body.patient.name, str(body.patient.email), body.patient.phone),
+        "notes": body.notes,
+        "now": now(),
+        "uid_host": uid_host(),
+        "intake": None if body.intake is None else _intake(body.intake),
+    }
     try:
-        booking = book_session(
-            db.session(),
-            clinic=clinic,
-            treatment=treatment,
-            practitioner=practitioner,
-            start=body.start,
-            patient=PatientDetails(body.patient.name, str(body.patient.email), body.patient.phone),
-            notes=body.notes,
-            now=now(),
-            uid_host=uid_host(),
-            intake=None
-            if body.intake is None
-            else IntakeAnswers(
-                medications=body.intake.medications,
-                conditions=[c.value for c in body.intake.conditions],
-                other_conditions=body.intake.other_conditions,
-                consent=body.intake.consent,
-            ),
-        )
+        if body.repeat is None:
+            booking = book_session(db.session(), **request_details)
+        else:
+            repeat = _repeat(body.repeat)
+            course = book_course(db.session(), repeat=repeat, **request_details)
+    except CourseUnavailable as exc:
+        db.session.rollback()
+        raise ApiError(
+            409,
+            exc.message,
+            {"start": exc.message},
+            conflicts=[
+                {
+                    "start": _time(clinic, clash.start),
+                    "error": clash.message,
+                    "alternatives": [slot_json(clinic, slot) for slot in clash.alternatives],
+                }
+                for clash in exc.clashes
+            ],
+        ) from exc
     except SlotUnavailable as exc:
         db.session.rollback()
         raise _unavailable(clinic, exc) from exc
     except BookingError as exc:
         db.session.rollback()
-        field = f"intake.{exc.field}" if exc.field in INTAKE_FIELDS else exc.field or "body"
+        field = _REQUEST_FIELDS.get(exc.field or "", exc.field or "body")
         raise ApiError(422, exc.message, {field: exc.message}) from exc
     db.session.commit()
-    return jsonify(booking_json(clinic, booking)), 201
+    if body.repeat is None:
+        return jsonify(booking_json(clinic, booking)), 201
+    return jsonify(
+        course=[booking_json(clinic, session) for session in course.sessions],
+        sessions=course.session_count,
+        every_weeks=course.every_weeks,
+    ), 201
+
+
+# Where a refusal's field is in the request body.
+_REQUEST_FIELDS = {
+    **{name: f"intake.{name}" for name in IntakeIn.model_fields},
+    "sessions": "repeat.count",
+    "every_weeks": "repeat.every_weeks",
+}
+
+
+def _intake(answers: IntakeIn) -> IntakeAnswers:
+    return IntakeAnswers(
+        medications=answers.medications,
+        conditions=[c.value for c in answers.conditions],
+        other_conditions=answers.other_conditions,
+        consent=answers.consent,
+    )
+
+
+def _repeat(asked: RepeatIn) -> Repeat:
+    instead = {}
+    for index, change in enumerate(asked.instead):
+        instead[change.of] = Instead(
+            change.start,
+            _practitioner(change.practitioner, f"repeat.instead.{index}.practitioner"),
+        )
+    return Repeat(asked.count, asked.every_weeks, instead)
 
 
 @blueprint.get("/bookings/<token>")
