@@ -28,7 +28,8 @@ from scheduler.extensions import db
 from scheduler.notifications.models import Notification, NotificationKind
 from scheduler.patients.intake import IntakeAnswers
 from scheduler.staff.models import Role
-from tests.conftest import NOW, london
+from tests.conftest import NOW, csrf_token, log_in, london
+from tests.test_pages import TUESDAY_10, Browser, confirm_url, count_bookings, free_times_url
 
 ALEX = PatientDetails("Alex Rivera", "alex@example.org", "+44 7700 900111")
 
@@ -457,3 +458,123 @@ def test_the_api_needs_consent_for_a_first_visit_course(client, setup, session):
     assert response.status_code == 422
     assert "intake.consent" in response.json["fields"]
     assert _count(session, Booking) == 0
+
+
+# --- The pages -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser(client, session) -> Browser:
+    return Browser(client, session)
+
+
+def test_a_new_patient_books_a_six_week_course_with_intake_and_takes_an_alternative_for_a_clash(
+    browser, setup, book, session
+):
+    """Issue 6, done when: a six-week course in one go, intake and consent, a clash resolved."""
+    book(london("2026-12-08", "10:00"), practitioner=setup.mei)  # someone else has Mei then
+    week = browser.open(free_times_url(setup.initial, setup.mei))
+    details = browser.open(week.slots("/book/confirm")[TUESDAY_10])
+    assert "A course of treatment" in details.text
+
+    refused = browser.submit(
+        details,
+        full_name="Ada Lovelace",
+        email="ada@example.org",
+        phone="+44 7700 900123",
+        medications="Warfarin 5 mg daily",
+        conditions="anticoagulants",
+        consent="y",
+        sessions="6",
+        every_weeks="1",
+    )
+
+    assert refused.status == 409
+    assert count_bookings(session) == 1  # nothing of the course was booked
+    assert "One of the 6 dates is not free" in refused.text
+    assert "Tuesday 8 December 2026, 10:00 GMT is not free with Mei Lin" in refused.text
+    choices = {
+        e.attrs["value"]
+        for e in refused.elements
+        if e.tag == "input" and e.attrs.get("name") == "instead-2"
+    }
+    with_james = f"{london('2026-12-08', '10:00').isoformat()}|{setup.james.id}"
+    assert with_james in choices
+    assert "skip" in choices
+    assert "Tuesday 8 December 2026, 10:00 GMT with James Okafor" in refused.text
+
+    booked = browser.submit(refused, **{"instead-2": with_james})
+
+    assert booked.status == 303, booked.text
+    manage = browser.open(booked.response.headers["Location"])
+    assert "This is session 1 of 6. 0 of 6 attended." in manage.text
+    sessions = session.scalars(select(Booking).order_by(Booking.start_at)).all()
+    course = [b for b in sessions if b.patient.email == "ada@example.org"]
+    assert len(course) == 6
+    assert [b.treatment.name for b in course] == ["Initial consultation"] + [
+        "Follow-up treatment"
+    ] * 5
+    assert [(b.start_at, b.practitioner.name) for b in course][2] == (
+        london("2026-12-08", "10:00"),
+        "James Okafor",
+    )
+    assert {b.practitioner.name for b in course[:2] + course[3:]} == {"Mei Lin"}
+    assert course[0].patient.intake.flags == ["anticoagulants"]
+    # Every session has its own page, linked from the others.
+    for other in course[1:]:
+        assert f"/b/{other.manage_token}" in {link.attrs["href"] for link in manage.links()}
+
+
+def test_cancelling_the_rest_of_a_course_from_a_session_page(browser, setup, session):
+    course = _book(session, setup, start=london("2026-11-24", "10:00"), repeat=Repeat(4, 1))
+    session.commit()
+    second = course.sessions[1]
+
+    page = browser.open(f"/b/{second.manage_token}")
+    assert "This is session 2 of 4." in page.text
+    confirm = browser.open(page.link("Cancel this and the 2 later sessions"))
+    assert "These 3 sessions will be cancelled" in confirm.text
+    done = browser.submit(confirm, reason="Moving away")
+
+    assert done.status == 303
+    session.rollback()
+    statuses = [b.status for b in session.get(Course, course.id).sessions]
+    assert statuses == [BookingStatus.CONFIRMED] + [BookingStatus.CANCELLED] * 3
+    first = browser.open(f"/b/{course.sessions[0].manage_token}")
+    assert "This is session 1 of 1." in first.text
+
+
+def test_reception_books_a_course_for_a_caller(client, setup, make_user, session):
+    make_user(Role.RECEPTION)
+    log_in(client, "reception@clinic.example")
+    url = (
+        f"/staff/bookings/new/details?service={setup.follow_up.id}&practitioner={setup.james.id}"
+        f"&start={london('2026-11-24', '15:00').isoformat()}"
+    )
+    page = client.get(url)
+    response = client.post(
+        url,
+        data={
+            "csrf_token": csrf_token(page.text),
+            "full_name": "Grace Hopper",
+            "email": "grace@example.org",
+            "sessions": "3",
+            "every_weeks": "2",
+        },
+    )
+
+    assert response.status_code == 303
+    session.rollback()
+    starts = [b.start_at for b in session.scalars(select(Booking).order_by(Booking.start_at))]
+    assert starts == [london(day, "15:00") for day in ("2026-11-24", "2026-12-08", "2026-12-22")]
+
+
+def test_a_course_with_an_impossible_length_is_refused_on_the_form(browser, setup, session):
+    details = browser.open(confirm_url(setup.follow_up, TUESDAY_10, setup.mei))
+
+    refused = browser.submit(
+        details, full_name="Ada", email="ada@example.org", sessions="40", every_weeks="1"
+    )
+
+    assert refused.status == 422
+    assert count_bookings(session) == 0

@@ -73,6 +73,11 @@ class Page(HTMLParser):
             self.forms.append(self._form)
         elif tag in ("input", "select", "textarea", "button") and self._form is not None:
             self._form.fields.append(element)
+        elif tag == "option" and self._form and self._form.fields[-1].tag == "select":
+            # A select sends its selected option, or else its first.
+            select = self._form.fields[-1]
+            if "selected" in element.attrs or "value" not in select.attrs:
+                select.attrs["value"] = element.attrs.get("value", "")
         if tag not in VOID_TAGS:
             self._open.append((element, []))
 
@@ -186,6 +191,10 @@ class Browser:
             element.attrs["name"]: element.attrs.get("value", "")
             for element in form.fields
             if element.attrs.get("name")
+            # As a browser does, a box or a radio button is sent only when it is checked.
+            and (
+                element.attrs.get("type") not in ("checkbox", "radio") or "checked" in element.attrs
+            )
         }
         data.update(values)
         self._new_unit_of_work()

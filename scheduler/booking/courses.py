@@ -1,7 +1,9 @@
 """Courses of treatment: several sessions every few weeks, booked together or not at all.
 
 A course is planned first: each date in its rhythm (the same wall-clock time, so a course
-crossing a daylight-saving change keeps its hour) is checked like a single booking. When some
+crossing a daylight-saving change keeps its hour) is checked like a single booking. A course
+that starts with a first visit (the in-depth consultation) continues with the practitioner's
+follow-up treatment. When some
 dates are not free the plan fails with every clash and, for each, the nearest alternatives: other
 times that day, other practitioners, the day before or after. The patient takes alternatives
 (or leaves dates out) and asks again. Booking then places every session in the caller's
@@ -15,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scheduler.audit import PATIENT, Actor
@@ -118,6 +121,26 @@ def _kept(repeat: Repeat, day: datetime) -> bool:
     return instead is None or instead.start is not None
 
 
+def follow_up_for(
+    session: Session, treatment: Treatment, practitioner: Practitioner
+) -> Treatment | None:
+    """Return what follows ``treatment`` in a course with ``practitioner``: the treatment
+    itself, or after a first visit the first follow-up (not a first visit) they give."""
+    if not treatment.first_visit:
+        return treatment
+    query = (
+        select(Treatment)
+        .join(Treatment.practitioners)
+        .where(
+            Practitioner.id == practitioner.id,
+            Treatment.active.is_(True),
+            Treatment.first_visit.is_(False),
+        )
+        .order_by(Treatment.position, Treatment.id)
+    )
+    return session.scalars(query).first()
+
+
 def _course_practitioner(
     session: Session,
     *,
@@ -128,25 +151,30 @@ def _course_practitioner(
     by_staff: bool,
 ) -> Practitioner | None:
     """For "anyone", choose who sees the patient: the practitioner free on the most dates
-    (the first in the usual order among equals); ``None`` when nobody gives the treatment."""
+    (the first in the usual order among equals); ``None`` when nobody gives the course."""
     first_day = dates[0].astimezone(clinic.tz).date()
     last_day = dates[-1].astimezone(clinic.tz).date()
+
+    def free_starts(kind: Treatment, candidate: Practitioner) -> set[datetime]:
+        found = find_slots(
+            session,
+            clinic=clinic,
+            treatment=kind,
+            practitioner=candidate,
+            first_day=first_day,
+            last_day=last_day,
+            now=now,
+            by_staff=by_staff,
+        )
+        return {slot.start for slot in found}
+
     best: tuple[int, Practitioner] | None = None
     for candidate in practitioners_for(session, treatment):
-        starts = {
-            slot.start
-            for slot in find_slots(
-                session,
-                clinic=clinic,
-                treatment=treatment,
-                practitioner=candidate,
-                first_day=first_day,
-                last_day=last_day,
-                now=now,
-                by_staff=by_staff,
-            )
-        }
-        free = sum(1 for day in dates if day in starts)
+        follow_up = follow_up_for(session, treatment, candidate)
+        if follow_up is None:
+            continue
+        free = int(dates[0] in free_starts(treatment, candidate))
+        free += sum(1 for day in dates[1:] if day in free_starts(follow_up, candidate))
         if best is None or free > best[0]:
             best = (free, candidate)
     return None if best is None else best[1]
@@ -198,6 +226,15 @@ def clash_alternatives(
     return sorted(set(chosen))
 
 
+@dataclass(frozen=True)
+class Planned:
+    """One session of a planned course: its date's usual start, its free slot, its treatment."""
+
+    day: datetime
+    slot: Slot
+    treatment: Treatment
+
+
 def plan_course(
     session: Session,
     *,
@@ -208,11 +245,12 @@ def plan_course(
     repeat: Repeat,
     now: datetime,
     by_staff: bool = False,
-) -> list[Slot]:
-    """Check every date of the course and return the slot for each date kept, in order.
+) -> list[Planned]:
+    """Check every date of the course and return a free slot for each date kept, in order.
 
-    Raises :class:`CourseUnavailable` listing every date that is not free (with alternatives),
-    or :class:`BookingError` when the request itself is wrong.
+    A course that starts with a first visit continues with the practitioner's follow-up
+    treatment. Raises :class:`CourseUnavailable` listing every date that is not free (with
+    alternatives), or :class:`BookingError` when the request itself is wrong.
     """
     dates = course_dates(clinic, start, repeat)
     check_repeat(repeat, dates)
@@ -221,9 +259,10 @@ def plan_course(
             session, clinic=clinic, treatment=treatment, dates=dates, now=now, by_staff=by_staff
         )
         if practitioner is None:
-            raise BookingError("Nobody gives that treatment at the moment.", field="service")
-    plan: list[Slot] = []
+            raise BookingError("Nobody gives that course at the moment.", field="service")
+    plan: list[Planned] = []
     clashes: list[Clash] = []
+    first = True
     for day in dates:
         instead = repeat.instead.get(day)
         if instead is not None and instead.start is None:
@@ -231,26 +270,30 @@ def plan_course(
         target = day if instead is None else instead.start
         assert target is not None
         who = instead.practitioner if instead is not None and instead.practitioner else practitioner
-        if who is not practitioner and treatment not in who.treatments:
-            raise BookingError(f"{who.name} does not give {treatment.name}.", field="practitioner")
+        kind = treatment if first else follow_up_for(session, treatment, who)
+        first = False
+        if kind is None or kind not in who.treatments:
+            name = treatment.name if kind is None else kind.name
+            follow = "a follow-up to " if kind is None else ""
+            raise BookingError(f"{who.name} does not give {follow}{name}.", field="practitioner")
         try:
-            plan.append(
-                pick_slot(
-                    session,
-                    clinic=clinic,
-                    treatment=treatment,
-                    practitioner=who,
-                    start=target,
-                    now=now,
-                    by_staff=by_staff,
-                )
+            slot = pick_slot(
+                session,
+                clinic=clinic,
+                treatment=kind,
+                practitioner=who,
+                start=target,
+                now=now,
+                by_staff=by_staff,
             )
         except SlotUnavailable:
             clashes.append(
-                _clash(session, clinic, treatment, who, day, target, now=now, by_staff=by_staff)
+                _clash(session, clinic, kind, who, day, target, now=now, by_staff=by_staff)
             )
         except BookingError as exc:  # too soon, or beyond the horizon: no time that day will do
             clashes.append(Clash(day, exc.message, []))
+        else:
+            plan.append(Planned(day, slot, kind))
     if clashes:
         raise CourseUnavailable(_clash_summary(len(clashes), len(dates)), clashes)
     return plan
@@ -330,12 +373,13 @@ def book_course(
     )
     session.add(course)
     session.flush()
-    for slot in plan:
+    for planned in plan:
+        slot = planned.slot
         try:
             place_new_booking(
                 session,
                 clinic=clinic,
-                treatment=treatment,
+                treatment=planned.treatment,
                 slot=slot,
                 asked_for=session.get_one(Practitioner, slot.practitioner_id),
                 patient=person,
@@ -350,9 +394,9 @@ def book_course(
             clash = _clash(
                 session,
                 clinic,
-                treatment,
+                planned.treatment,
                 taken,
-                slot.start,
+                planned.day,
                 slot.start,
                 now=now,
                 by_staff=actor.is_staff,

@@ -6,11 +6,14 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     HiddenField,
+    SelectField,
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
+from scheduler.booking.courses import MAX_EVERY_WEEKS, MAX_SESSIONS
 from scheduler.fields import email_field, name_field, phone_field, plain_text, single_line, strip
 from scheduler.patients.forms import IntakeForm
 
@@ -28,6 +31,21 @@ class BookingForm(IntakeForm):
             Length(max=2000, message="Please shorten the note to 2,000 characters."),
             plain_text,
         ],
+    )
+    # A course: this session and more at the same time every few weeks.
+    sessions = SelectField(
+        "Sessions",
+        choices=[SelectChoice(1, "Just this session")]
+        + [SelectChoice(n, f"A course of {n} sessions") for n in range(2, MAX_SESSIONS + 1)],
+        coerce=int,
+        default=1,
+    )
+    every_weeks = SelectField(
+        "How often",
+        choices=[SelectChoice(1, "Every week")]
+        + [SelectChoice(n, f"Every {n} weeks") for n in range(2, MAX_EVERY_WEEKS + 1)],
+        coerce=int,
+        default=1,
     )
 
 

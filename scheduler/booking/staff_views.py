@@ -36,7 +36,14 @@ from scheduler.booking.operations import (
     set_staff_notes,
     set_status,
 )
-from scheduler.booking.views import book_from_form, picker, read_choice, read_start, refuse
+from scheduler.booking.views import (
+    book_from_form,
+    course_context,
+    picker,
+    read_choice,
+    read_start,
+    refuse,
+)
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
 from scheduler.notifications.models import Notification
@@ -474,7 +481,11 @@ def new_details() -> ResponseReturnValue:
         )
     attempt = book_from_form(form, clinic, treatment, choice.practitioner, start, staff_actor())
     if attempt.booking is not None:
-        flash("Booked. The patient is sent the confirmation and checklist.", "success")
+        flash(
+            "Booked. The patient is sent the confirmation and checklist"
+            + (" for each session of the course." if attempt.booking.course_id else "."),
+            "success",
+        )
         return redirect(url_for("bookings.detail", booking_id=attempt.booking.id), 303)
     return render_template(
         "staff/bookings/details.html",
@@ -485,5 +496,6 @@ def new_details() -> ResponseReturnValue:
         end=start + timedelta(minutes=treatment.duration_minutes),
         form=form,
         alternatives=attempt.alternatives,
+        course=course_context(form, clinic, start, attempt.clashes),
         patient=patient,
     ), attempt.status

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from itertools import groupby
 
@@ -24,6 +24,17 @@ from sqlalchemy import select
 
 from scheduler.audit import PATIENT, Actor
 from scheduler.booking.availability import Slot
+from scheduler.booking.courses import (
+    Clash,
+    CourseUnavailable,
+    Instead,
+    Repeat,
+    book_course,
+    cancel_rest_of_course,
+    course_dates,
+    progress,
+    rest_of_course,
+)
 from scheduler.booking.forms import BookingForm, CancelForm, RescheduleForm
 from scheduler.booking.models import Booking
 from scheduler.booking.operations import (
@@ -161,11 +172,38 @@ def picker(
 
 @dataclass(frozen=True)
 class Attempt:
-    """What came of a details form: the booking made, or the status and nearby free times."""
+    """What came of a details form: the booking made (the first session of a course), or the
+    status with the nearby free times, or a course's clashing dates with theirs."""
 
     booking: Booking | None = None
     status: int = 200
     alternatives: list[Slot] = field(default_factory=list)
+    clashes: list[Clash] = field(default_factory=list)
+
+
+def read_instead(
+    data: Mapping[str, str], clinic: Clinic, start: datetime, repeat: Repeat
+) -> dict[datetime, Instead]:
+    """Read the alternatives taken for a course's clashing dates.
+
+    Each clashing date ``i`` is a group of radio buttons ``instead-i`` whose values are
+    ``START|PRACTITIONER`` or ``skip``; anything unreadable counts as not chosen.
+    """
+    instead: dict[datetime, Instead] = {}
+    for index, day in enumerate(course_dates(clinic, start, repeat)):
+        raw = data.get(f"instead-{index}", "")
+        if raw == "skip":
+            instead[day] = Instead(None)
+            continue
+        raw_start, _, raw_practitioner = raw.partition("|")
+        chosen = read_start(raw_start)
+        practitioner_id = _read_id({"practitioner": raw_practitioner}, "practitioner")
+        if chosen is None or practitioner_id is None or practitioner_id < 0:
+            continue
+        practitioner = db.session.get(Practitioner, practitioner_id)
+        if practitioner is not None:
+            instead[day] = Instead(chosen, practitioner)
+    return instead
 
 
 def book_from_form(
@@ -181,20 +219,44 @@ def book_from_form(
     Shown before posting, it says at once when the time has gone, before anyone types.
     """
     if form.validate_on_submit():
+        details = PatientDetails(form.full_name.data, form.email.data, form.phone.data or "")
+        intake = form.answers() if treatment.first_visit else None
         try:
-            booking = book_session(
-                db.session(),
-                clinic=clinic,
-                treatment=treatment,
-                practitioner=practitioner,
-                start=start,
-                patient=PatientDetails(form.full_name.data, form.email.data, form.phone.data or ""),
-                notes=form.notes.data or "",
-                now=now(),
-                uid_host=uid_host(),
-                actor=actor,
-                intake=form.answers() if treatment.first_visit else None,
-            )
+            if form.sessions.data > 1:
+                repeat = Repeat(form.sessions.data, form.every_weeks.data)
+                repeat = replace(repeat, instead=read_instead(request.form, clinic, start, repeat))
+                course = book_course(
+                    db.session(),
+                    clinic=clinic,
+                    treatment=treatment,
+                    practitioner=practitioner,
+                    start=start,
+                    repeat=repeat,
+                    patient=details,
+                    notes=form.notes.data or "",
+                    now=now(),
+                    uid_host=uid_host(),
+                    actor=actor,
+                    intake=intake,
+                )
+                booking = course.sessions[0]
+            else:
+                booking = book_session(
+                    db.session(),
+                    clinic=clinic,
+                    treatment=treatment,
+                    practitioner=practitioner,
+                    start=start,
+                    patient=details,
+                    notes=form.notes.data or "",
+                    now=now(),
+                    uid_host=uid_host(),
+                    actor=actor,
+                    intake=intake,
+                )
+        except CourseUnavailable as exc:
+            refuse(form, exc)
+            return Attempt(status=409, clashes=exc.clashes)
         except BookingError as exc:
             return Attempt(None, *refuse(form, exc))
         db.session.commit()
@@ -214,6 +276,30 @@ def book_from_form(
     except BookingError as exc:
         return Attempt(None, *refuse(form, exc))
     return Attempt()
+
+
+def course_context(
+    form: BookingForm, clinic: Clinic, start: datetime, clashes: list[Clash]
+) -> dict[str, object]:
+    """What ``booking/_course.html`` shows: each clashing date with its number in the course,
+    the practitioners' names, and the alternatives already taken for other dates (kept as
+    hidden fields so they are not lost)."""
+    if not clashes or form.sessions.data is None or form.sessions.data < 2:
+        return {"clashes": [], "names": {}, "kept": {}}
+    dates = course_dates(clinic, start, Repeat(form.sessions.data, form.every_weeks.data or 1))
+    numbered = [(dates.index(clash.start), clash) for clash in clashes if clash.start in dates]
+    asked = {f"instead-{index}" for index, _ in numbered}
+    kept = {
+        name: value
+        for name, value in request.form.items()
+        if name.startswith("instead-") and name not in asked
+    }
+    ids = {slot.practitioner_id for clash in clashes for slot in clash.alternatives}
+    names = {
+        p.id: p.name
+        for p in db.session.scalars(select(Practitioner).where(Practitioner.id.in_(ids)))
+    }
+    return {"clashes": numbered, "names": names, "kept": kept}
 
 
 def refuse(form: FlaskForm, error: BookingError) -> tuple[int, list[Slot]]:
@@ -285,6 +371,7 @@ def confirm() -> ResponseReturnValue:
             end=start + timedelta(minutes=treatment.duration_minutes),
             form=form,
             alternatives=alternatives,
+            course=course_context(form, clinic, start, attempt.clashes),
         ),
         status,
     )
@@ -303,12 +390,15 @@ def manage(token: str) -> ResponseReturnValue:
     clinic = clinic_or_503()
     booking = _booking_or_404(token)
     checklist = checklist_for(db.session(), clinic, booking.treatment).before(booking.treatment)
+    moment = now()
     return render_template(
         "booking/manage.html",
         clinic=clinic,
         booking=booking,
         checklist=checklist,
-        changeable=is_changeable(booking, now()),
+        changeable=is_changeable(booking, moment),
+        course=progress(booking),
+        rest=rest_of_course(booking, moment),
     )
 
 
@@ -383,29 +473,48 @@ def reschedule(token: str) -> ResponseReturnValue:
 
 @blueprint.route("/b/<token>/cancel", methods=["GET", "POST"])
 def cancel(token: str) -> ResponseReturnValue:
-    """Ask for confirmation, then cancel; late cancellations are said to be late."""
+    """Ask for confirmation, then cancel; late cancellations are said to be late.
+
+    With ``?rest=1`` a session of a course is cancelled with every later one.
+    """
     clinic = clinic_or_503()
     booking = _booking_or_404(token)
     form = CancelForm()
     moment = now()
+    rest = request.args.get("rest") == "1" and booking.course_id is not None
+    sessions = rest_of_course(booking, moment) if rest else [booking]
     status = 200
     if form.validate_on_submit():
         try:
-            cancel_booking(
-                db.session(), clinic=clinic, booking=booking, reason=form.reason.data, now=moment
-            )
+            if rest:
+                cancel_rest_of_course(
+                    db.session(),
+                    clinic=clinic,
+                    booking=booking,
+                    reason=form.reason.data,
+                    now=moment,
+                )
+            else:
+                cancel_booking(
+                    db.session(),
+                    clinic=clinic,
+                    booking=booking,
+                    reason=form.reason.data,
+                    now=moment,
+                )
         except BookingError as exc:
             status, _ = refuse(form, exc)
         else:
             db.session.commit()
+            what = "Your booking is" if len(sessions) == 1 else f"Your {len(sessions)} sessions are"
             if booking.late_cancellation:
                 flash(
-                    f"Your booking is cancelled. As it was less than {clinic.late_cancel_hours} "
+                    f"{what} cancelled. As it was less than {clinic.late_cancel_hours} "
                     "hours before the visit, it is recorded as a late cancellation.",
                     "warning",
                 )
             else:
-                flash("Your booking is cancelled.", "success")
+                flash(f"{what} cancelled.", "success")
             return redirect(url_for("booking.manage", token=token), 303)
     elif request.method == "POST":
         status = 422
@@ -417,6 +526,7 @@ def cancel(token: str) -> ResponseReturnValue:
             form=form,
             late=is_late_cancellation(clinic, booking, moment),
             changeable=is_changeable(booking, moment),
+            sessions=sessions,
         ),
         status,
     )
