@@ -25,6 +25,7 @@ from scheduler.config import database_url
 from scheduler.extensions import db
 from scheduler.patients.intake import IntakeAnswers
 from scheduler.staff.models import Role, User
+from tests.smtp_server import Inbox, smtp_server
 
 # Monday 23 November 2026, 08:00 in London (GMT, so also UTC).
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -309,6 +310,17 @@ def book(session: Session, setup: Setup, clock: Clock) -> Callable[..., Booking]
         return booking
 
     return make
+
+
+@pytest.fixture
+def smtp(app: Flask) -> Iterator[Inbox]:
+    """A real SMTP server, with the app's SMTP_URL pointing at it for this test."""
+    with smtp_server() as (inbox, port):
+        app.config["SMTP_URL"] = f"smtp://127.0.0.1:{port}"
+        try:
+            yield inbox
+        finally:
+            app.config["SMTP_URL"] = ""
 
 
 PASSWORD = "correct horse battery"

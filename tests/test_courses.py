@@ -29,6 +29,7 @@ from scheduler.notifications.models import Notification, NotificationKind
 from scheduler.patients.intake import IntakeAnswers
 from scheduler.staff.models import Role
 from tests.conftest import NOW, csrf_token, log_in, london
+from tests.test_notifications import calendar_of, dispatch, parts
 from tests.test_pages import TUESDAY_10, Browser, confirm_url, count_bookings, free_times_url
 
 ALEX = PatientDetails("Alex Rivera", "alex@example.org", "+44 7700 900111")
@@ -578,3 +579,31 @@ def test_a_course_with_an_impossible_length_is_refused_on_the_form(browser, setu
 
     assert refused.status == 422
     assert count_bookings(session) == 0
+
+
+# --- Mail ------------------------------------------------------------------------------------
+
+
+def test_each_session_has_its_own_invite_and_its_aftercare_links_to_the_next(
+    app, setup, session, clock, smtp
+):
+    course = _book(session, setup, start=london("2026-11-24", "10:00"), repeat=Repeat(2, 1))
+    session.commit()
+    first, second = course.sessions
+
+    dispatch(app)
+    invites = [calendar_of(m) for m in smtp.messages() if m["Subject"].startswith("Booked")]
+    uids = {str(c.walk("VEVENT")[0]["UID"]) for c in invites}
+    assert uids == {first.calendar_uid, second.calendar_uid}
+
+    clock.now = first.end_at + timedelta(hours=2)
+    dispatch(app)
+    after_first = parts(smtp.messages()[-1])["text/plain"].get_content()
+    assert "Your next session is on Tuesday 1 December 2026, 10:00 GMT with Mei Lin" in after_first
+    assert f"https://clinic.test/b/{second.manage_token}" in after_first
+    assert "book your next" not in after_first.lower()
+
+    clock.now = second.end_at + timedelta(hours=2)
+    dispatch(app)
+    after_last = parts(smtp.messages()[-1])["text/plain"].get_content()
+    assert "To book your next one" in after_last

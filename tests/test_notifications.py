@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
@@ -40,17 +39,6 @@ from tests.conftest import log_in, london, token_of
 from tests.smtp_server import Inbox, free_port, smtp_server
 
 Kind = NotificationKind
-
-
-@pytest.fixture
-def smtp(app: Flask) -> Iterator[Inbox]:
-    """A real SMTP server, with the app's SMTP_URL pointing at it for this test."""
-    with smtp_server() as (inbox, port):
-        app.config["SMTP_URL"] = f"smtp://127.0.0.1:{port}"
-        try:
-            yield inbox
-        finally:
-            app.config["SMTP_URL"] = ""
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ class Letter:
     items: tuple[str, ...]  # the checklist before a visit, the aftercare after it
     next_treatment: Treatment | None  # what the aftercare offers to book next
     base_url: str
+    next_session: Booking | None = None  # the aftercare's link to the course's next session
 
 
 def next_treatment(session: Session, booking: Booking) -> Treatment | None:
@@ -72,7 +73,21 @@ def gather(session: Session, notification: Notification, clinic: Clinic, base_ur
         items, following = checklist.aftercare, next_treatment(session, booking)
     else:
         items, following = checklist.before(booking.treatment), None
-    return Letter(notification, clinic, booking, items, following, base_url)
+    return Letter(
+        notification, clinic, booking, items, following, base_url, next_in_course(booking)
+    )
+
+
+def next_in_course(booking: Booking) -> Booking | None:
+    """Return the next session of ``booking``'s course still to come, if it is in one."""
+    if booking.course is None:
+        return None
+    later = (
+        s
+        for s in booking.course.sessions
+        if s.start_at > booking.start_at and s.status is BookingStatus.CONFIRMED
+    )
+    return next(later, None)
 
 
 SAMPLE_PATIENT = ("Alex Sample", "alex.sample@example.com")
@@ -151,6 +166,9 @@ def compose(letter: Letter, *, mail_from: str, now: datetime, message_id: str) -
         "book_again_url": book_url(letter, booking.treatment),
         "next_url": book_url(letter, letter.next_treatment),
         "next_treatment": letter.next_treatment,
+        "next_session": letter.next_session,
+        "next_session_url": letter.next_session
+        and manage_url(letter.base_url, letter.next_session),
     }
     message = EmailMessage()
     message["Subject"] = _subject(letter)
