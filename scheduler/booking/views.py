@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from itertools import groupby
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -219,41 +220,25 @@ def book_from_form(
     Shown before posting, it says at once when the time has gone, before anyone types.
     """
     if form.validate_on_submit():
-        details = PatientDetails(form.full_name.data, form.email.data, form.phone.data or "")
-        intake = form.answers() if treatment.first_visit else None
+        asked: dict[str, Any] = {
+            "clinic": clinic,
+            "treatment": treatment,
+            "practitioner": practitioner,
+            "start": start,
+            "patient": PatientDetails(form.full_name.data, form.email.data, form.phone.data or ""),
+            "notes": form.notes.data or "",
+            "now": now(),
+            "uid_host": uid_host(),
+            "actor": actor,
+            "intake": form.answers() if treatment.first_visit else None,
+        }
         try:
             if form.sessions.data > 1:
                 repeat = Repeat(form.sessions.data, form.every_weeks.data)
                 repeat = replace(repeat, instead=read_instead(request.form, clinic, start, repeat))
-                course = book_course(
-                    db.session(),
-                    clinic=clinic,
-                    treatment=treatment,
-                    practitioner=practitioner,
-                    start=start,
-                    repeat=repeat,
-                    patient=details,
-                    notes=form.notes.data or "",
-                    now=now(),
-                    uid_host=uid_host(),
-                    actor=actor,
-                    intake=intake,
-                )
-                booking = course.sessions[0]
+                booking = book_course(db.session(), repeat=repeat, **asked).sessions[0]
             else:
-                booking = book_session(
-                    db.session(),
-                    clinic=clinic,
-                    treatment=treatment,
-                    practitioner=practitioner,
-                    start=start,
-                    patient=details,
-                    notes=form.notes.data or "",
-                    now=now(),
-                    uid_host=uid_host(),
-                    actor=actor,
-                    intake=intake,
-                )
+                booking = book_session(db.session(), **asked)
         except CourseUnavailable as exc:
             refuse(form, exc)
             return Attempt(status=409, clashes=exc.clashes)
