@@ -68,6 +68,7 @@ def register_write_lock(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Mount the pages and the API."""
+    from scheduler.api import waitlist as _api_waitlist  # noqa: F401  (its routes join the API)
     from scheduler.api.views import blueprint as api
     from scheduler.booking.staff_views import blueprint as bookings
     from scheduler.booking.views import blueprint as booking
@@ -79,6 +80,7 @@ def register_blueprints(app: Flask) -> None:
     from scheduler.patients.views import blueprint as patients
     from scheduler.staff.users import blueprint as users
     from scheduler.staff.views import blueprint as staff
+    from scheduler.waitlist.views import blueprint as waitlist
 
     app.register_blueprint(clinic)
     app.register_blueprint(staff)
@@ -89,6 +91,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(booking)
     app.register_blueprint(calendars)
     app.register_blueprint(patients)
+    app.register_blueprint(waitlist)
     # The API takes only JSON bodies, which a cross-site form cannot send, and no cookies.
     csrf.exempt(api)
     app.register_blueprint(api)

@@ -29,6 +29,9 @@ class AuditAction(enum.StrEnum):
     PATIENT_EXPORTED = "patient_exported"
     PATIENT_ERASED = "patient_erased"
     INTAKE_UPDATED = "intake_updated"
+    ROOM_CHANGED = "room_changed"
+    APPROVED = "approved"
+    DECLINED = "declined"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from scheduler.clinic.models import (
 from scheduler.notifications.models import DeliveryAttempt, Notification
 from scheduler.patients.models import Intake, Patient
 from scheduler.staff.models import Role, User
+from scheduler.waitlist.models import WaitlistDay, WaitlistEntry, WaitlistOffer
 
 __all__ = [
     "AuditEvent",
@@ -38,6 +39,9 @@ __all__ = [
     "TimeOff",
     "Treatment",
     "User",
+    "WaitlistDay",
+    "WaitlistEntry",
+    "WaitlistOffer",
     "WorkingHours",
     "practitioner_treatments",
 ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from datetime import date, datetime, time
 
 import pytest
@@ -32,7 +31,6 @@ from scheduler.notifications.models import Notification
 from scheduler.patients.models import Patient
 from scheduler.staff.models import Role
 from tests.conftest import NOW, log_in, london, token_of
-from tests.smtp_server import Inbox, smtp_server
 
 TUESDAY = date(2026, 11, 24)
 WEDNESDAY = date(2026, 11, 25)
@@ -49,17 +47,6 @@ def admin(client: FlaskClient, make_user) -> FlaskClient:
 def visitor(app: Flask) -> FlaskClient:
     """A patient's browser: not logged in, and seeing none of the staff's flash messages."""
     return app.test_client()
-
-
-@pytest.fixture
-def smtp(app: Flask) -> Iterator[Inbox]:
-    """A real SMTP server, with the app's SMTP_URL pointing at it for this test."""
-    with smtp_server() as (inbox, port):
-        app.config["SMTP_URL"] = f"smtp://127.0.0.1:{port}"
-        try:
-            yield inbox
-        finally:
-            app.config["SMTP_URL"] = ""
 
 
 def send(client: FlaskClient, path: str, **data: object):

@@ -131,3 +131,13 @@ def field_errors(error: ValidationError) -> dict[str, str]:
             message = "is not a field this call knows"
         fields.setdefault(name, message)
     return fields
+
+
+class WaitlistIn(Strict):
+    """``POST /api/v1/waitlist``: wait for ``service`` with ``practitioner`` (``null``: anyone)
+    on any of ``dates`` (the clinic's)."""
+
+    service: Id
+    practitioner: Id | None = None
+    dates: Annotated[list[Day], Field(min_length=1, max_length=366)]
+    patient: PatientIn

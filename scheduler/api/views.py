@@ -114,6 +114,8 @@ def booking_json(clinic: Clinic, booking: Booking) -> dict[str, Any]:
         },
         "notes": booking.notes,
         "late_cancellation": booking.late_cancellation,
+        # A request the clinic has yet to approve: it holds its time but is not confirmed.
+        "awaiting_approval": booking.awaiting_approval,
         "course": _course_place(booking),
         "manage_url": external_url("booking.manage", token=booking.manage_token),
         "ics_url": external_url("booking.ics", token=booking.manage_token),

@@ -118,3 +118,28 @@ class StaffRescheduleForm(FlaskForm):
 
     start = HiddenField(validators=[DataRequired("Please choose a new time.")])
     practitioner = HiddenField()
+
+
+class MoveRoomForm(FlaskForm):
+    """Moves a booking to another room, chosen from those free for it."""
+
+    room = HiddenField(validators=[DataRequired("Please choose a room.")])
+
+
+class ApproveForm(FlaskForm):
+    """Approves a booking request (a button: only the CSRF token)."""
+
+
+class DeclineForm(FlaskForm):
+    """Declines a booking request, with the reason the patient is told."""
+
+    reason = StringField(
+        "Reason (the patient is told it)",
+        id="decline-reason",  # the cancel form on the same page has its own "reason"
+        filters=[strip],
+        validators=[
+            DataRequired("Please give a reason; the patient is told it."),
+            Length(max=500, message="Please shorten the reason to 500 characters."),
+            single_line,
+        ],
+    )

@@ -93,6 +93,13 @@ class Booking(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancellation_reason: Mapped[str] = mapped_column(String(500), default="")
     late_cancellation: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Booked online by a patient the clinic's policy asks staff to approve: the time is held
+    # meanwhile; staff approve it (``approved_at``) or decline it, which cancels it.
+    approval_requested_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, index=True, nullable=True
+    )
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    declined_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -106,3 +113,13 @@ class Booking(Base):
     def is_live(self) -> bool:
         """Whether the booking still holds its time."""
         return self.status in LIVE_STATUSES
+
+    @property
+    def awaiting_approval(self) -> bool:
+        """Whether the booking is a request staff have yet to approve or decline."""
+        return (
+            self.approval_requested_at is not None
+            and self.approved_at is None
+            and self.declined_at is None
+            and self.status is BookingStatus.CONFIRMED
+        )

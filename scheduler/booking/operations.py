@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from scheduler.booking.availability import (
     nearest,
 )
 from scheduler.booking.models import Booking, BookingStatus, Course
+from scheduler.booking.policies import needs_approval
 from scheduler.calendars.models import BusyTime
 from scheduler.clinic.models import (
     Clinic,
@@ -149,7 +150,7 @@ def find_slots(
     if not candidates or last_day < first_day:
         return []
     start, end = day_bounds(first_day, last_day, clinic.tz)
-    diaries, rooms = _load_diaries(session, candidates, start, end, ignore)
+    diaries, rooms = _load_diaries(session, candidates, start, end, ignore, treatment.room_kind)
     slots = free_slots(
         tz=clinic.tz,
         first_day=first_day,
@@ -170,8 +171,12 @@ def _load_diaries(
     start: datetime,
     end: datetime,
     ignore: Booking | None,
+    room_kind: str | None = None,
 ) -> tuple[list[PractitionerDiary], list[RoomDiary]]:
-    """Read hours, time off, busy time, rooms and bookings for a range in five range queries."""
+    """Read hours, time off, busy time, rooms and bookings for a range in five range queries.
+
+    Only active rooms of ``room_kind`` are offered, when the treatment requires one.
+    """
     ids = [p.id for p in practitioners]
     hours: dict[int, list[WeeklyHours]] = defaultdict(list)
     for row in session.execute(
@@ -201,7 +206,10 @@ def _load_diaries(
     ):
         busy[event.practitioner_id].append((event.start_at, event.end_at))
 
-    room_ids = list(session.scalars(select(Room.id).where(Room.active.is_(True)).order_by(Room.id)))
+    rooms_in_use = select(Room.id).where(Room.active.is_(True)).order_by(Room.id)
+    if room_kind is not None:
+        rooms_in_use = rooms_in_use.where(Room.kind == room_kind)
+    room_ids = list(session.scalars(rooms_in_use))
     room_busy: dict[int, list[Interval]] = defaultdict(list)
     bookings = select(
         Booking.practitioner_id, Booking.room_id, Booking.start_at, Booking.blocked_until
@@ -489,6 +497,9 @@ def place_new_booking(
         sequence=0,
         created_at=now,
         updated_at=now,
+        approval_requested_at=now
+        if needs_approval(session, clinic=clinic, patient=patient, actor=actor)
+        else None,
     )
     _flush_claim(
         session,
@@ -507,7 +518,8 @@ def place_new_booking(
         actor,
         AuditAction.BOOKED,
         now,
-        f"{treatment.name} with {booking.practitioner.name}, {format_local(slot.start, clinic.tz)}",
+        f"{treatment.name} with {booking.practitioner.name}, {format_local(slot.start, clinic.tz)}"
+        + (", awaiting approval" if booking.awaiting_approval else ""),
     )
     return booking
 
@@ -613,6 +625,16 @@ def reschedule_booking(
     if target is not previous_practitioner:
         detail += f", from {previous_practitioner.name} to {target.name}"
     record_change(session, booking, actor, AuditAction.RESCHEDULED, now, detail)
+    from scheduler.waitlist.operations import offer_freed_booking  # it books through this module
+
+    offer_freed_booking(
+        session,
+        clinic=clinic,
+        booking=booking,
+        start=previous_start,
+        practitioner=previous_practitioner,
+        now=now,
+    )
     return booking
 
 
@@ -651,6 +673,9 @@ def cancel_booking(
             f"{detail}: {booking.cancellation_reason}" if detail else booking.cancellation_reason
         )
     record_change(session, booking, actor, AuditAction.CANCELLED, now, detail)
+    from scheduler.waitlist.operations import offer_freed_booking  # it books through this module
+
+    offer_freed_booking(session, clinic=clinic, booking=booking, now=now)
     return booking
 
 
@@ -734,10 +759,11 @@ def set_staff_notes(
     return booking
 
 
-def _free_room(
-    session: Session, start: datetime, blocked_until: datetime, ignore: Booking | None
-) -> Room | None:
-    """Return an active room with no live booking in ``[start, blocked_until)``, if any."""
+def _free_rooms(
+    start: datetime, blocked_until: datetime, ignore: Booking | None, room_kind: str | None
+) -> Select[Room]:
+    """Select the active rooms (of ``room_kind``, if given) with no live booking but ``ignore``
+    in ``[start, blocked_until)``."""
     taken = select(Booking.room_id).where(
         Booking.status != BookingStatus.CANCELLED,
         Booking.start_at >= start - MAX_BOOKING_SPAN,
@@ -747,6 +773,21 @@ def _free_room(
     if ignore is not None and ignore.id is not None:
         taken = taken.where(Booking.id != ignore.id)
     free = select(Room).where(Room.active.is_(True), Room.id.not_in(taken))
+    if room_kind is not None:
+        free = free.where(Room.kind == room_kind)
+    return free
+
+
+def _free_room(
+    session: Session,
+    start: datetime,
+    blocked_until: datetime,
+    ignore: Booking | None,
+    room_kind: str | None = None,
+) -> Room | None:
+    """Return an active room (of ``room_kind``, if given) with no live booking in
+    ``[start, blocked_until)``, if any."""
+    free = _free_rooms(start, blocked_until, ignore, room_kind)
     if ignore is not None and ignore.room_id is not None:
         # Keep a moved booking in its room when the room is still free.
         preferred = session.scalars(free.where(Room.id == ignore.room_id)).first()
@@ -769,9 +810,10 @@ def place_imported_booking(
     Raises :class:`SlotUnavailable` (with no alternatives) when either is taken.
     """
     blocked_until = end + timedelta(minutes=booking.treatment.buffer_minutes)
-    room = _free_room(session, start, blocked_until, booking)
+    kind = booking.treatment.room_kind
+    room = _free_room(session, start, blocked_until, booking, kind)
     if room is None:
-        raise SlotUnavailable("no room is free then", [])
+        raise SlotUnavailable(f"no {kind + ' ' if kind else ''}room is free then", [])
 
     def place() -> None:
         booking.start_at, booking.end_at = start, end
@@ -782,4 +824,99 @@ def place_imported_booking(
 
     if not _claimed(session, place):
         raise SlotUnavailable(f"{booking.practitioner.name} already has a booking then", [])
+    return booking
+
+
+# --- Rooms ----------------------------------------------------------------------------------
+
+
+def rooms_free_for(session: Session, booking: Booking) -> list[Room]:
+    """Return the rooms ``booking`` could move to: in use, of the kind its treatment needs,
+    and free for its whole time and buffer; by name, its own room left out."""
+    free = _free_rooms(
+        booking.start_at, booking.blocked_until, booking, booking.treatment.room_kind
+    ).where(Room.id != booking.room_id)
+    return list(session.scalars(free.order_by(Room.name, Room.id)))
+
+
+def _room_is_free(session: Session, room: Room, booking: Booking) -> bool:
+    """Tell whether ``room`` has no live booking but ``booking`` in its time and buffer."""
+    free = _free_rooms(booking.start_at, booking.blocked_until, booking, None)
+    return session.scalars(free.where(Room.id == room.id)).first() is not None
+
+
+# Bookings whose room can still change: the visit is to come or under way.
+_ROOM_CHANGEABLE = (BookingStatus.CONFIRMED, BookingStatus.ARRIVED)
+
+
+class RoomTaken(BookingError):
+    """The room asked for has another booking at the time (or one just took it)."""
+
+
+def _check_room_changeable(clinic: Clinic, booking: Booking, now: datetime) -> None:
+    """Say why ``booking`` can no longer change rooms, if it cannot."""
+    if booking.status is BookingStatus.CANCELLED:
+        raise BookingError("This booking is cancelled; it has no room to change.", field="room")
+    if booking.status not in _ROOM_CHANGEABLE:
+        raise BookingError(
+            f"This visit is {describe_status(booking.status)}; its room can no longer change.",
+            field="room",
+        )
+    tz = clinic.tz
+    if booking.start_at.astimezone(tz).date() < now.astimezone(tz).date():
+        raise BookingError(
+            "This visit was on an earlier day; its room can no longer change.", field="room"
+        )
+
+
+def room_can_change(clinic: Clinic, booking: Booking, now: datetime) -> bool:
+    """Tell whether staff may still move ``booking`` to another room (today or later)."""
+    try:
+        _check_room_changeable(clinic, booking, now)
+    except BookingError:
+        return False
+    return True
+
+
+def move_to_room(
+    session: Session,
+    *,
+    clinic: Clinic,
+    booking: Booking,
+    room: Room,
+    now: datetime,
+    actor: Actor,
+) -> Booking:
+    """Move ``booking`` to ``room`` for the same time, a visit of today or later.
+
+    The room must be in use, of the kind the treatment needs and free for the booking's whole
+    time and buffer; the database's overlap guard settles a race for it. Nothing is sent to
+    the patient: neither their mail nor their calendar names the room.
+    """
+    _check_room_changeable(clinic, booking, now)
+    if room.id == booking.room_id:
+        raise BookingError(f"The booking is already in {room.name}.", field="room")
+    if not room.active:
+        raise BookingError(f"{room.name} is archived; choose a room in use.", field="room")
+    kind = booking.treatment.room_kind
+    if kind is not None and room.kind != kind:
+        raise BookingError(
+            f"{booking.treatment.name} needs a {kind} room, and {room.name} is not one.",
+            field="room",
+        )
+    if not _room_is_free(session, room, booking):
+        raise RoomTaken(f"{room.name} is taken at that time; choose another room.", field="room")
+    previous = booking.room.name
+
+    def move() -> None:
+        booking.room = room
+        booking.updated_at = now
+
+    if not _claimed(session, move):
+        raise RoomTaken(
+            f"{room.name} was just taken by another booking; choose another room.", field="room"
+        )
+    record_change(
+        session, booking, actor, AuditAction.ROOM_CHANGED, now, f"from {previous} to {room.name}"
+    )
     return booking

@@ -18,9 +18,13 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select
 
 from scheduler.audit import trail
+from scheduler.booking.approvals import approve_booking, decline_booking
 from scheduler.booking.availability import Slot
 from scheduler.booking.forms import (
+    ApproveForm,
     CallerForm,
+    DeclineForm,
+    MoveRoomForm,
     StaffCancelForm,
     StaffNotesForm,
     StaffRescheduleForm,
@@ -29,13 +33,18 @@ from scheduler.booking.forms import (
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.booking.operations import (
     BookingError,
+    RoomTaken,
     cancel_booking,
     describe_status,
     is_changeable,
+    move_to_room,
     reschedule_booking,
+    room_can_change,
+    rooms_free_for,
     set_staff_notes,
     set_status,
 )
+from scheduler.booking.policies import missed_visits, pending_requests
 from scheduler.booking.views import (
     book_from_form,
     course_context,
@@ -44,7 +53,7 @@ from scheduler.booking.views import (
     read_start,
     refuse,
 )
-from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.clinic.models import Clinic, Practitioner, Room, Treatment
 from scheduler.extensions import db
 from scheduler.notifications.models import Notification
 from scheduler.patients.models import Patient
@@ -176,6 +185,9 @@ def index() -> ResponseReturnValue:
         if filters.page
         else None,
         may_book=current_staff().role in FRONT_DESK,
+        pending=db.session.scalars(
+            pending_requests([p.id for p in visible]).limit(PAGE_SIZE)
+        ).all(),
     ), 422 if filters.errors else 200
 
 
@@ -196,10 +208,15 @@ def _detail_page(
     status_form: StatusForm | None = None,
     notes_form: StaffNotesForm | None = None,
     cancel_form: StaffCancelForm | None = None,
+    room_form: MoveRoomForm | None = None,
+    approve_form: ApproveForm | None = None,
+    decline_form: DeclineForm | None = None,
     status: int = 200,
 ) -> ResponseReturnValue:
     clinic = clinic_or_503()
     user = current_staff()
+    front_desk = user.role in FRONT_DESK
+    rooms_changeable = front_desk and room_can_change(clinic, booking, now())
     notes_form = notes_form or StaffNotesForm(staff_notes=booking.staff_notes)
     messages = (
         db.session.scalars(
@@ -224,6 +241,16 @@ def _detail_page(
         events=trail(db.session(), booking_id=booking.id),
         patient_pages="patients.detail" in current_app.view_functions,
         messages=messages,
+        missed=missed_visits(
+            db.session(),
+            booking.patient_id,
+            None if front_desk else [p.id for p in practitioners_visible_to(db.session(), user)],
+        ),
+        room_form=room_form or MoveRoomForm(formdata=None),
+        free_rooms=rooms_free_for(db.session(), booking) if rooms_changeable else [],
+        rooms_changeable=rooms_changeable,
+        approve_form=approve_form or ApproveForm(formdata=None),
+        decline_form=decline_form or DeclineForm(formdata=None),
     ), status
 
 
@@ -312,6 +339,89 @@ def cancel(booking_id: int) -> ResponseReturnValue:
     db.session.commit()
     late = " It is recorded as a late cancellation." if booking.late_cancellation else ""
     flash(f"The booking is cancelled and the patient will be told.{late}", "success")
+    return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
+
+
+@blueprint.post("/<int:booking_id>/room")
+@staff_only(*FRONT_DESK)
+def move_room(booking_id: int) -> ResponseReturnValue:
+    """Move the booking to another room for the same time; the patient is not told."""
+    clinic = clinic_or_503()
+    booking = _booking_or_404(booking_id)
+    form = MoveRoomForm()
+    if not form.validate_on_submit():
+        return _detail_page(booking, room_form=form, status=422)
+    raw = form.room.data or ""
+    room = (
+        db.session.get(Room, int(raw))
+        if raw.isascii() and raw.isdigit() and len(raw) < 10
+        else None
+    )
+    if room is None:
+        form.room.errors = ["Choose a room from the list."]
+        return _detail_page(booking, room_form=form, status=422)
+    try:
+        move_to_room(
+            db.session(), clinic=clinic, booking=booking, room=room, now=now(), actor=staff_actor()
+        )
+    except BookingError as exc:
+        db.session.rollback()
+        form.room.errors = [exc.message]
+        return _detail_page(
+            booking, room_form=form, status=409 if isinstance(exc, RoomTaken) else 422
+        )
+    db.session.commit()
+    flash(f"The booking is now in {room.name}.", "success")
+    return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
+
+
+@blueprint.post("/<int:booking_id>/approve")
+@staff_only(*FRONT_DESK)
+def approve(booking_id: int) -> ResponseReturnValue:
+    """Approve a booking request: the patient gets their confirmation and checklist."""
+    clinic = clinic_or_503()
+    booking = _booking_or_404(booking_id)
+    form = ApproveForm()
+    if not form.validate_on_submit():
+        return _detail_page(booking, approve_form=form, status=422)
+    try:
+        approve_booking(
+            db.session(), clinic=clinic, booking=booking, now=now(), actor=staff_actor()
+        )
+    except BookingError as exc:
+        db.session.rollback()
+        form.form_errors.append(exc.message)
+        return _detail_page(booking, approve_form=form, status=409)
+    db.session.commit()
+    flash("The booking is approved; the patient is sent the confirmation.", "success")
+    return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
+
+
+@blueprint.post("/<int:booking_id>/decline")
+@staff_only(*FRONT_DESK)
+def decline(booking_id: int) -> ResponseReturnValue:
+    """Decline a booking request with a reason: it is cancelled by the clinic, and the patient
+    is told why."""
+    clinic = clinic_or_503()
+    booking = _booking_or_404(booking_id)
+    form = DeclineForm()
+    if not form.validate_on_submit():
+        return _detail_page(booking, decline_form=form, status=422)
+    try:
+        decline_booking(
+            db.session(),
+            clinic=clinic,
+            booking=booking,
+            reason=form.reason.data or "",
+            now=now(),
+            actor=staff_actor(),
+        )
+    except BookingError as exc:
+        db.session.rollback()
+        form.form_errors.append(exc.message)
+        return _detail_page(booking, decline_form=form, status=409)
+    db.session.commit()
+    flash("The request is declined and the booking cancelled; the patient is told why.", "success")
     return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
 
 

@@ -343,7 +343,10 @@ def confirm() -> ResponseReturnValue:
     form = BookingForm()
     attempt = book_from_form(form, clinic, treatment, choice.practitioner, start, PATIENT)
     if attempt.booking is not None:
-        flash("Your session is booked. We look forward to seeing you.", "success")
+        if attempt.booking.awaiting_approval:
+            flash("Your request is received: the clinic will confirm it by email.", "info")
+        else:
+            flash("Your session is booked. We look forward to seeing you.", "success")
         return redirect(url_for("booking.manage", token=attempt.booking.manage_token), 303)
     status, alternatives = attempt.status, attempt.alternatives
     return (

@@ -111,7 +111,9 @@ def booking_event(
             ),
         )
     cancelled = method is Method.CANCEL or booking.status == BookingStatus.CANCELLED
-    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    # A request waiting for the clinic's approval holds its time, tentatively.
+    tentative = booking.awaiting_approval
+    event.add("status", "CANCELLED" if cancelled else "TENTATIVE" if tentative else "CONFIRMED")
     event.add("transp", "OPAQUE")
     return event
 

@@ -36,6 +36,8 @@ from scheduler.booking.availability import WeeklyHours
 from scheduler.clinic.models import ChecklistSection
 from scheduler.clinic.operations import (
     LONGEST_CHECKLIST_ITEM,
+    LONGEST_ROOM_KIND,
+    MAX_APPROVAL_THRESHOLD,
     WEEKDAYS,
     SetupError,
     check_intervals,
@@ -195,6 +197,20 @@ class ClinicForm(FlaskForm):
     aftercare_delay_minutes = _number(
         "Send the aftercare advice … minutes after a visit ends", 0, 7 * 24 * 60, "minutes"
     )
+    approval_threshold = WholeNumberField(
+        "Ask staff to approve online bookings by patients with at least … late cancellations "
+        "and no-shows"
+    )
+
+    def validate_approval_threshold(self, field: Any) -> None:
+        """Allow none (never), or a count from 0 (also never) to the most the clinic may set."""
+        if field.errors:
+            raise StopValidation()
+        if field.data is not None and not 0 <= field.data <= MAX_APPROVAL_THRESHOLD:
+            raise ValidationError(
+                f"Please enter a number from 0 to {MAX_APPROVAL_THRESHOLD}, or leave it empty "
+                "for never."
+            )
 
     def notice_minutes(self) -> int:
         """Return the minimum notice in minutes (after validation)."""
@@ -246,7 +262,22 @@ class TreatmentForm(FlaskForm):
     buffer_minutes = _number("Buffer after it, in minutes", 0, 240, "minutes")
     first_visit = BooleanField("A first visit (asks the health questions when booking)")
     position = _number("Position in lists (smaller first)", 0, 10_000, "places")
+    room_kind = SelectField("Needs a room of the kind", validate_choice=False)
     practitioners = CheckboxesField("Given by", coerce=int)
+
+    def offer_room_kinds(self, kinds: Iterable[str]) -> None:
+        """Offer "any room" and ``kinds`` (the kinds the clinic's rooms have)."""
+        self.room_kind.choices = [SelectChoice("", "Any room")] + [
+            SelectChoice(kind, kind) for kind in kinds
+        ]
+
+    def validate_room_kind(self, field: Any) -> None:
+        """Refuse a kind no room has: a typo would make the treatment impossible to book."""
+        offered = {choice.value for choice in field.choices or []}
+        if field.data and field.data not in offered:
+            raise ValidationError(
+                "Choose a kind of room from the list; give a room that kind under Rooms first."
+            )
 
 
 class PractitionerForm(FlaskForm):
@@ -273,9 +304,21 @@ class PractitionerForm(FlaskForm):
 
 
 class RoomForm(FlaskForm):
-    """A room's name."""
+    """A room's name and what kind of room it is."""
 
     name = _name("Room name", 100)
+    kind = StringField(
+        "Kind of room (optional)",
+        filters=[strip],
+        validators=[
+            Length(
+                max=LONGEST_ROOM_KIND,
+                message=f"Please keep the kind to {LONGEST_ROOM_KIND} characters.",
+            ),
+            single_line,
+        ],
+        render_kw={"list": "room-kinds", "autocomplete": "off"},
+    )
 
 
 _TIME = r"([0-9]{1,2})[:.]([0-9]{2})"

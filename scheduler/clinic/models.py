@@ -53,6 +53,10 @@ class Clinic(Base):
         CheckConstraint("horizon_days BETWEEN 1 AND 730", name="horizon_range"),
         CheckConstraint("late_cancel_hours >= 0", name="late_cancel_not_negative"),
         CheckConstraint("aftercare_delay_minutes >= 0", name="aftercare_delay_not_negative"),
+        CheckConstraint(
+            "approval_threshold IS NULL OR approval_threshold BETWEEN 1 AND 100",
+            name="approval_threshold_range",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -69,6 +73,9 @@ class Clinic(Base):
     checklist_lead_hours: Mapped[list[int]] = mapped_column(JSON, default=lambda: [24])
     # How long after a visit ends the aftercare message goes out.
     aftercare_delay_minutes: Mapped[int] = mapped_column(Integer, default=120)
+    # Online bookings by patients with at least this many late cancellations and no-shows
+    # wait for staff to approve them; ``None``: never.
+    approval_threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -109,6 +116,8 @@ class Treatment(Base):
     first_visit: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # The kind of room it needs (a room's ``kind``, e.g. "cupping"); ``None``: any room.
+    room_kind: Mapped[str | None] = mapped_column(String(60), nullable=True)
 
     practitioners: Mapped[list[Practitioner]] = relationship(
         secondary=practitioner_treatments, back_populates="treatments"
@@ -142,13 +151,18 @@ class Practitioner(Base):
 
 
 class Room(Base):
-    """A treatment room; each session needs one for its whole length and buffer."""
+    """A treatment room; each session needs one for its whole length and buffer.
+
+    ``kind`` says what it is equipped for (lower case, e.g. "electro-acupuncture"; empty for
+    an ordinary room); a treatment that requires a kind is only booked into rooms of it.
+    """
 
     __tablename__ = "rooms"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    kind: Mapped[str] = mapped_column(String(60), default="")
 
 
 class WorkingHours(Base):

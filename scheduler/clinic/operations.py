@@ -37,6 +37,8 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 MAX_LEAD_TIMES = 3
 LONGEST_LEAD_HOURS = 14 * 24
 LONGEST_CHECKLIST_ITEM = 500
+MAX_APPROVAL_THRESHOLD = 100
+LONGEST_ROOM_KIND = 60
 
 
 class SetupError(Exception):
@@ -83,6 +85,7 @@ class ClinicDetails:
     late_cancel_hours: int
     checklist_lead_hours: tuple[int, ...]
     aftercare_delay_minutes: int
+    approval_threshold: int | None = None  # see scheduler.booking.policies; None: never
 
 
 def check_lead_hours(hours: Sequence[int]) -> None:
@@ -109,6 +112,12 @@ def update_clinic(session: Session, clinic: Clinic, details: ClinicDetails) -> N
             field="timezone",
         )
     check_lead_hours(details.checklist_lead_hours)
+    threshold = details.approval_threshold or None  # 0 means never, as empty does
+    if threshold is not None and not 1 <= threshold <= MAX_APPROVAL_THRESHOLD:
+        raise SetupError(
+            f"Please enter a number from 0 to {MAX_APPROVAL_THRESHOLD}, or leave it empty.",
+            field="approval_threshold",
+        )
     clinic.name = details.name
     clinic.address = details.address
     clinic.phone = details.phone
@@ -120,6 +129,7 @@ def update_clinic(session: Session, clinic: Clinic, details: ClinicDetails) -> N
     clinic.late_cancel_hours = details.late_cancel_hours
     clinic.checklist_lead_hours = sorted(details.checklist_lead_hours, reverse=True)
     clinic.aftercare_delay_minutes = details.aftercare_delay_minutes
+    clinic.approval_threshold = threshold
     session.flush()
 
 
@@ -164,6 +174,7 @@ class TreatmentDetails:
     buffer_minutes: int
     first_visit: bool
     position: int
+    room_kind: str | None = None  # the kind of room it needs; None: any room
 
 
 def _apply_treatment(
@@ -175,6 +186,7 @@ def _apply_treatment(
     treatment.buffer_minutes = details.buffer_minutes
     treatment.first_visit = details.first_visit
     treatment.position = details.position
+    treatment.room_kind = room_kind_of(details.room_kind or "") or None
     treatment.practitioners = list(practitioners)
 
 
@@ -394,18 +406,61 @@ def remove_time_off(session: Session, off: TimeOff) -> None:
 # --- Rooms ------------------------------------------------------------------------------------
 
 
-def add_room(session: Session, name: str) -> Room:
-    """Add a room; bookings can use it at once."""
-    room = Room(name=name, active=True)
+def room_kind_of(text: str) -> str:
+    """Return a kind of room as it is kept: one line, single spaces, lower case, so that
+    "Cupping " and "cupping" are the same kind."""
+    kind = " ".join(text.split()).lower()
+    if len(kind) > LONGEST_ROOM_KIND:
+        raise SetupError(f"Please keep the kind to {LONGEST_ROOM_KIND} characters.", field="kind")
+    return kind
+
+
+def add_room(session: Session, name: str, kind: str = "") -> Room:
+    """Add a room of ``kind`` (empty: an ordinary room); bookings can use it at once."""
+    room = Room(name=name, kind=room_kind_of(kind), active=True)
     session.add(room)
     session.flush()
     return room
 
 
-def rename_room(session: Session, room: Room, name: str) -> None:
-    """Rename a room."""
+def update_room(session: Session, room: Room, *, name: str, kind: str) -> None:
+    """Rename a room and set its kind; its bookings stay where they are."""
     room.name = name
+    room.kind = room_kind_of(kind)
     session.flush()
+
+
+def room_kinds(session: Session) -> list[str]:
+    """Return every kind of room the clinic has named, in use or archived, alphabetically."""
+    query = select(Room.kind).where(Room.kind != "").distinct().order_by(Room.kind)
+    return list(session.scalars(query))
+
+
+def unbookable_for_rooms(session: Session) -> dict[str, list[Treatment]]:
+    """Return the bookable treatments that need a kind of room no room in use is, by kind."""
+    in_use = select(Room.kind).where(Room.active.is_(True))
+    query = (
+        select(Treatment)
+        .where(
+            Treatment.active.is_(True),
+            Treatment.room_kind.is_not(None),
+            Treatment.room_kind.not_in(in_use),
+        )
+        .order_by(Treatment.room_kind, Treatment.position, Treatment.id)
+    )
+    found: dict[str, list[Treatment]] = {}
+    for treatment in session.scalars(query):
+        found.setdefault(treatment.room_kind or "", []).append(treatment)
+    return found
+
+
+def bookings_in_other_kind(session: Session, room: Room, now: datetime) -> list[Booking]:
+    """Return the coming live bookings in ``room`` whose treatment needs another kind of room."""
+    return [
+        booking
+        for booking in upcoming_bookings(session, Booking.room_id, room.id, now)
+        if booking.treatment.room_kind is not None and booking.treatment.room_kind != room.kind
+    ]
 
 
 def set_room_active(session: Session, room: Room, active: bool) -> None:

@@ -53,6 +53,7 @@ from scheduler.notifications.messages import compose, sample_letter
 from scheduler.notifications.models import NotificationKind
 from scheduler.staff.auth import staff_only
 from scheduler.staff.models import Role
+from scheduler.waitlist.operations import offer_after_time_off, offer_new_hours, weekly_hours
 from scheduler.web import clinic_or_503, now
 
 blueprint = Blueprint("setup", __name__, url_prefix="/staff/setup")
@@ -147,6 +148,7 @@ def _clinic_values(clinic: Clinic) -> dict[str, Any]:
         "late_cancel_hours": clinic.late_cancel_hours,
         "checklist_lead_hours": ", ".join(str(h) for h in clinic.checklist_lead_hours or []),
         "aftercare_delay_minutes": clinic.aftercare_delay_minutes,
+        "approval_threshold": clinic.approval_threshold,
     }
 
 
@@ -169,6 +171,7 @@ def clinic() -> ResponseReturnValue:
             late_cancel_hours=form.late_cancel_hours.number(),
             checklist_lead_hours=form.lead_hours(),
             aftercare_delay_minutes=form.aftercare_delay_minutes.number(),
+            approval_threshold=form.approval_threshold.data,
         )
         try:
             operations.update_clinic(db.session(), clinic, details)
@@ -245,11 +248,16 @@ def _treatment_form(treatment: Treatment | None) -> tuple[TreatmentForm, list[Pr
             "buffer_minutes": treatment.buffer_minutes,
             "first_visit": treatment.first_visit,
             "position": treatment.position,
+            "room_kind": treatment.room_kind or "",
             "practitioners": [p.id for p in treatment.practitioners],
         }
     form = TreatmentForm(data=_initial(data))
     everyone = _all_practitioners()
     form.practitioners.choices = [(p.id, _label(p)) for p in everyone]
+    kinds = set(operations.room_kinds(db.session()))
+    if treatment is not None and treatment.room_kind:
+        kinds.add(treatment.room_kind)  # still offered when no room has it any more
+    form.offer_room_kinds(sorted(kinds))
     return form, everyone
 
 
@@ -261,7 +269,19 @@ def _treatment_details(form: TreatmentForm) -> TreatmentDetails:
         buffer_minutes=form.buffer_minutes.number(),
         first_visit=bool(form.first_visit.data),
         position=form.position.number(),
+        room_kind=form.room_kind.data or None,
     )
+
+
+def _warn_of_missing_rooms() -> None:
+    """Warn when a bookable treatment needs a kind of room no room in use is."""
+    for kind, needing in operations.unbookable_for_rooms(db.session()).items():
+        names = ", ".join(t.name for t in needing)
+        flash(
+            f"No room in use is of the kind {kind}, so {names} cannot be booked until one "
+            "is: set a room's kind under Rooms.",
+            "warning",
+        )
 
 
 @blueprint.route("/treatments/new", methods=["GET", "POST"])
@@ -274,6 +294,7 @@ def new_treatment() -> ResponseReturnValue:
         treatment = operations.add_treatment(db.session(), _treatment_details(form), chosen)
         db.session.commit()
         flash(f"{treatment.name} is added and can be booked.", "success")
+        _warn_of_missing_rooms()
         return redirect(url_for("setup.treatments"), code=303)
     return render_template(
         "staff/setup/treatment.html", clinic=clinic_or_503(), form=form, treatment=None
@@ -291,6 +312,7 @@ def treatment(treatment_id: int) -> ResponseReturnValue:
         operations.update_treatment(db.session(), treatment, _treatment_details(form), chosen)
         db.session.commit()
         flash(f"{treatment.name} is saved.", "success")
+        _warn_of_missing_rooms()
         return redirect(url_for("setup.treatments"), code=303)
     return render_template(
         "staff/setup/treatment.html", clinic=clinic_or_503(), form=form, treatment=treatment
@@ -316,6 +338,7 @@ def restore_treatment(treatment_id: int) -> ResponseReturnValue:
     operations.set_treatment_active(db.session(), treatment, True)
     db.session.commit()
     flash(f"{treatment.name} can be booked again.", "success")
+    _warn_of_missing_rooms()
     return redirect(url_for("setup.treatments"), code=303)
 
 
@@ -478,11 +501,15 @@ def hours(practitioner_id: int) -> ResponseReturnValue:
         )
     )
     if form.validate_on_submit():
+        before = weekly_hours(practitioner)
         try:
             operations.replace_working_hours(db.session(), practitioner, form.weekly())
         except SetupError as exc:
             _refuse(form, exc)
         else:
+            offer_new_hours(
+                db.session(), clinic=clinic, practitioner=practitioner, before=before, now=now()
+            )
             outside = operations.bookings_outside_hours(db.session(), clinic, practitioner, now())
             db.session.commit()
             flash(f"{practitioner.name}'s weekly hours are saved.", "success")
@@ -565,6 +592,7 @@ def remove_time_off(practitioner_id: int, time_off_id: int) -> ResponseReturnVal
     if off.practitioner_id != practitioner_id:
         abort(404)
     operations.remove_time_off(db.session(), off)
+    offer_after_time_off(db.session(), clinic=clinic_or_503(), off=off, now=now())
     db.session.commit()
     flash("The time off is removed.", "success")
     return redirect(url_for("setup.time_off", practitioner_id=practitioner_id), code=303)
@@ -583,6 +611,7 @@ def _rooms_page(
         rooms=rows,
         used=operations.booking_counts(db.session(), Booking.room_id),
         form=form or RoomForm(formdata=None),
+        kinds=operations.room_kinds(db.session()),
         problem=problem,
     ), status
 
@@ -601,7 +630,7 @@ def add_room() -> ResponseReturnValue:
     form = RoomForm()
     if not form.validate_on_submit():
         return _rooms_page(form=form, status=422)
-    room = operations.add_room(db.session(), form.name.data)
+    room = operations.add_room(db.session(), form.name.data, form.kind.data or "")
     db.session.commit()
     flash(f"{room.name} is added.", "success")
     return redirect(url_for("setup.rooms"), code=303)
@@ -610,16 +639,28 @@ def add_room() -> ResponseReturnValue:
 @blueprint.route("/rooms/<int:room_id>", methods=["GET", "POST"])
 @staff_only(Role.ADMIN)
 def room(room_id: int) -> ResponseReturnValue:
-    """Rename a room."""
+    """Rename a room or change its kind, saying which coming bookings now need another room."""
+    clinic = clinic_or_503()
     room = _get_or_404(Room, room_id)
-    form = RoomForm(data=_initial({"name": room.name}))
+    form = RoomForm(data=_initial({"name": room.name, "kind": room.kind}))
     if form.validate_on_submit():
-        operations.rename_room(db.session(), room, form.name.data)
+        operations.update_room(db.session(), room, name=form.name.data, kind=form.kind.data or "")
+        misplaced = operations.bookings_in_other_kind(db.session(), room, now())
         db.session.commit()
-        flash(f"The room is now called {room.name}.", "success")
+        flash(f"{room.name} is saved.", "success")
+        if misplaced:
+            flash(
+                _bookings_stand(misplaced, clinic, f"in {room.name} for another kind of room"),
+                "warning",
+            )
+        _warn_of_missing_rooms()
         return redirect(url_for("setup.rooms"), code=303)
     return render_template(
-        "staff/setup/room.html", clinic=clinic_or_503(), form=form, room=room
+        "staff/setup/room.html",
+        clinic=clinic,
+        form=form,
+        room=room,
+        kinds=operations.room_kinds(db.session()),
     ), _status(form)
 
 
@@ -634,6 +675,8 @@ def archive_room(room_id: int) -> ResponseReturnValue:
     flash(f"{room.name} is archived: new bookings no longer use it.", "success")
     if not left:
         flash("No room is left in use, so nothing can be booked.", "warning")
+    else:
+        _warn_of_missing_rooms()
     return redirect(url_for("setup.rooms"), code=303)
 
 

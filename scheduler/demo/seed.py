@@ -128,10 +128,17 @@ def seed_demo(session: Session, *, admin_password: str) -> Clinic:
         duration_minutes=30,
         buffer_minutes=10,
         position=3,
+        room_kind="cupping",  # the Studio has the cups and the ventilation
     )
     session.add_all([clinic, initial, follow_up, cupping])
     session.add_all(default_items(clinic))
-    session.add_all([Room(name="Garden room"), Room(name="Courtyard room"), Room(name="Studio")])
+    session.add_all(
+        [
+            Room(name="Garden room", kind="treatment"),
+            Room(name="Courtyard room", kind="treatment"),
+            Room(name="Studio", kind="cupping"),
+        ]
+    )
     for data in PRACTITIONERS:
         practitioner = Practitioner(
             name=data["name"],
@@ -165,7 +172,9 @@ def add_demo_bookings(
     rng = random.Random(seed)
     tz = clinic.tz
     practitioners = session.query(Practitioner).order_by(Practitioner.id).all()
-    room_ids = [room.id for room in session.query(Room).order_by(Room.id)]
+    rooms = session.query(Room).order_by(Room.id).all()
+    room_ids = [room.id for room in rooms]
+    kind_of = {room.id: room.kind for room in rooms}
     patients = _demo_patients(session, rng, max(10, count // 6))
     today = now.astimezone(tz).date()
     rows: list[dict[str, Any]] = []
@@ -193,7 +202,8 @@ def add_demo_bookings(
                         (
                             rid
                             for rid in room_ids
-                            if all(b <= start or a >= blocked for a, b in rooms_busy[rid])
+                            if treatment.room_kind in (None, kind_of[rid])
+                            and all(b <= start or a >= blocked for a, b in rooms_busy[rid])
                         ),
                         None,
                     )

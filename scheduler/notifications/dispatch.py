@@ -30,7 +30,7 @@ from scheduler.booking.models import BookingStatus
 from scheduler.clinic.models import Clinic
 from scheduler.db import begin_write
 from scheduler.mail import Mailer, PermanentFailure, TemporaryFailure
-from scheduler.notifications.messages import compose, gather
+from scheduler.notifications.messages import write_message
 from scheduler.notifications.models import (
     AttemptOutcome,
     DeliveryAttempt,
@@ -38,6 +38,8 @@ from scheduler.notifications.models import (
     NotificationKind,
     NotificationStatus,
 )
+from scheduler.notifications.operations import AWAITING_APPROVAL
+from scheduler.waitlist.operations import unwanted_mail
 
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=1)
@@ -67,9 +69,17 @@ class Settings:
     lease: timedelta = timedelta(minutes=5)
 
 
+# What a request waiting for staff to approve it does not get yet.
+_AFTER_APPROVAL = (NotificationKind.CHECKLIST, NotificationKind.AFTERCARE)
+
+
 def unwanted(notification: Notification, now: datetime) -> str | None:
     """Say why ``notification`` should no longer go out, if it should not."""
+    if notification.waitlist_offer is not None:
+        return unwanted_mail(notification.kind, notification.waitlist_offer, now)
     booking = notification.booking
+    if booking is None:
+        return "the message is about neither a booking nor an offer"
     kind = notification.kind
     if kind is NotificationKind.CANCELLATION:
         if booking.status is not BookingStatus.CANCELLED:
@@ -77,6 +87,8 @@ def unwanted(notification: Notification, now: datetime) -> str | None:
         return "the visit's time has passed" if booking.start_at <= now else None
     if booking.status is BookingStatus.CANCELLED:
         return "the visit was cancelled"
+    if booking.awaiting_approval and kind in _AFTER_APPROVAL:
+        return AWAITING_APPROVAL  # brought back when staff approve it
     if kind is NotificationKind.AFTERCARE:
         if booking.status is BookingStatus.NO_SHOW:
             return "the patient did not come"
@@ -196,9 +208,16 @@ def _prepare(
     message_id = (
         f"<notification-{notification.id}.{notification.sent_count + 1}@{settings.message_host}>"
     )
-    letter = gather(session, notification, clinic, settings.base_url)
-    message = compose(letter, mail_from=settings.mail_from, now=now, message_id=message_id)
-    notification.recipient = notification.booking.patient.email
+    message = write_message(
+        session,
+        notification,
+        clinic,
+        base_url=settings.base_url,
+        mail_from=settings.mail_from,
+        now=now,
+        message_id=message_id,
+    )
+    notification.recipient = notification.patient.email
     session.commit()
     return message
 

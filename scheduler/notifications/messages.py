@@ -26,6 +26,7 @@ from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.notifications.models import Notification, NotificationKind
 from scheduler.patients.models import Patient
 from scheduler.timeutil import format_local
+from scheduler.waitlist.messages import compose_waitlist_mail
 
 INVITE_METHODS = {
     NotificationKind.CONFIRMATION: Method.REQUEST,
@@ -68,6 +69,8 @@ def next_treatment(session: Session, booking: Booking) -> Treatment | None:
 def gather(session: Session, notification: Notification, clinic: Clinic, base_url: str) -> Letter:
     """Read what ``notification`` needs to be written."""
     booking = notification.booking
+    if booking is None:
+        raise ValueError("the message is not about a booking")
     checklist = checklist_for(session, clinic, booking.treatment)
     if notification.kind is NotificationKind.AFTERCARE:
         items, following = checklist.aftercare, next_treatment(session, booking)
@@ -133,10 +136,14 @@ def _subject(letter: Letter) -> str:
     when = format_local(booking.start_at, tz)
     treatment = booking.treatment.name
     subjects = {
-        NotificationKind.CONFIRMATION: f"Booked: {treatment} on {when}",
+        NotificationKind.CONFIRMATION: f"Requested: {treatment} on {when}"
+        if booking.awaiting_approval
+        else f"Booked: {treatment} on {when}",
         NotificationKind.CHECKLIST: f"Preparing for your visit on {when}",
         NotificationKind.UPDATE: f"Moved: {treatment} is now on {when}",
-        NotificationKind.CANCELLATION: f"Cancelled: {treatment} on {when}",
+        NotificationKind.CANCELLATION: f"Request declined: {treatment} on {when}"
+        if booking.declined_at is not None
+        else f"Cancelled: {treatment} on {when}",
         NotificationKind.AFTERCARE: f"After your {treatment.lower()} today",
     }
     return clean_text(subjects[letter.notification.kind])
@@ -199,3 +206,28 @@ def compose(letter: Letter, *, mail_from: str, now: datetime, message_id: str) -
             filename="invite.ics",
         )
     return message
+
+
+def write_message(
+    session: Session,
+    notification: Notification,
+    clinic: Clinic,
+    *,
+    base_url: str,
+    mail_from: str,
+    now: datetime,
+    message_id: str,
+) -> EmailMessage:
+    """Write ``notification``'s message as it would go out now, about a booking or an offer."""
+    if notification.waitlist_offer is not None:
+        return compose_waitlist_mail(
+            notification.kind,
+            notification.waitlist_offer,
+            clinic,
+            base_url=base_url,
+            mail_from=mail_from,
+            now=now,
+            message_id=message_id,
+        )
+    letter = gather(session, notification, clinic, base_url)
+    return compose(letter, mail_from=mail_from, now=now, message_id=message_id)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from scheduler.booking.models import Booking
 from scheduler.db import Base, UTCDateTime, utcnow, value_enum
+from scheduler.patients.models import Patient
+from scheduler.waitlist.models import WaitlistOffer
 
 
 class NotificationKind(enum.StrEnum):
@@ -20,6 +22,8 @@ class NotificationKind(enum.StrEnum):
     UPDATE = "update"
     CANCELLATION = "cancellation"
     AFTERCARE = "aftercare"
+    WAITLIST_OFFER = "waitlist_offer"  # a freed time offered to a waiting patient
+    WAITLIST_GONE = "waitlist_gone"  # that time was booked by someone else first
 
 
 class NotificationStatus(enum.StrEnum):
@@ -45,22 +49,29 @@ class AttemptOutcome(enum.StrEnum):
 
 
 class Notification(Base):
-    """A message to a patient about a booking, queued with the change that causes it.
+    """A message to a patient about a booking or a waitlist offer (exactly one of them),
+    queued with the change that causes it.
 
     ``(booking, kind, variant)`` is unique so nothing is queued twice: ``variant`` is the lead
-    time in minutes for a checklist, the booking's sequence for an update, and 0 otherwise.
-    The content is rendered when it is sent, from the booking as it is then.
+    time in minutes for a checklist, the booking's sequence for an update, and 0 otherwise;
+    an offer has at most one message of each kind. The content is rendered when it is sent,
+    from the booking or the offer as it is then.
     """
 
     __tablename__ = "notifications"
     __table_args__ = (
         UniqueConstraint("booking_id", "kind", "variant"),
+        UniqueConstraint("waitlist_offer_id", "kind"),
+        CheckConstraint("(booking_id IS NULL) <> (waitlist_offer_id IS NULL)", name="one_subject"),
         Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    booking_id: Mapped[int] = mapped_column(
-        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    booking_id: Mapped[int | None] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    waitlist_offer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("waitlist_offers.id", ondelete="CASCADE"), index=True, nullable=True
     )
     kind: Mapped[NotificationKind] = mapped_column(
         value_enum(NotificationKind, "notification_kind")
@@ -82,12 +93,22 @@ class Notification(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    booking: Mapped[Booking] = relationship()
+    booking: Mapped[Booking | None] = relationship()
+    waitlist_offer: Mapped[WaitlistOffer | None] = relationship()
     history: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="notification",
         cascade="all, delete-orphan",
         order_by="DeliveryAttempt.id",
     )
+
+    @property
+    def patient(self) -> Patient:
+        """Who the message is for."""
+        if self.waitlist_offer is not None:
+            return self.waitlist_offer.entry.patient
+        if self.booking is None:
+            raise ValueError("the message is about neither a booking nor a waitlist offer")
+        return self.booking.patient
 
 
 class DeliveryAttempt(Base):

@@ -177,6 +177,52 @@ def queue_for_status(session: Session, *, booking: Booking, now: datetime) -> No
     session.flush()
 
 
+# Why the dispatcher holds back a request's checklists and aftercare until staff approve it.
+AWAITING_APPROVAL = "the booking awaits the clinic's approval"
+
+
+def queue_for_approval(
+    session: Session, *, clinic: Clinic, booking: Booking, now: datetime
+) -> None:
+    """Queue the confirmation of a request staff approved, and bring back its checklists and
+    aftercare if the dispatcher held them back while it waited.
+
+    A confirmation not yet sent will say the booking is approved, so no second one is added
+    beside it.
+    """
+    queued = _queued(session, booking)
+    confirmation = queued.get((NotificationKind.CONFIRMATION, 0))
+    if confirmation is None or confirmation.status not in OPEN_STATUSES:
+        _add(
+            session, booking, NotificationKind.CONFIRMATION, now, variant=booking.sequence, now=now
+        )
+
+    def held(row: Notification) -> bool:
+        return row.status in OPEN_STATUSES or (
+            row.status is NotificationStatus.SKIPPED and row.last_error == AWAITING_APPROVAL
+        )
+
+    times = checklist_times(clinic, booking.start_at, now)
+    for (kind, lead), row in queued.items():
+        if kind is not NotificationKind.CHECKLIST:
+            continue
+        due = times.pop(lead, None)
+        if due is not None and held(row):
+            _arm(row, due)
+        elif due is None and row.status in OPEN_STATUSES:
+            skip(row, "the visit is sooner; one checklist goes at once", now)
+    for lead, due in times.items():
+        _add(session, booking, NotificationKind.CHECKLIST, due, variant=lead, now=now)
+
+    aftercare = queued.get((NotificationKind.AFTERCARE, 0))
+    due = booking.end_at + clinic.aftercare_delay
+    if aftercare is None:
+        _add(session, booking, NotificationKind.AFTERCARE, due, now=now)
+    elif held(aftercare):
+        _arm(aftercare, max(due, now))
+    session.flush()
+
+
 def resend(notification: Notification, now: datetime) -> None:
     """Send ``notification`` again as soon as a dispatcher gets to it (from the staff area)."""
     _arm(notification, now)

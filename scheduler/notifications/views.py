@@ -17,11 +17,12 @@ from scheduler.booking.models import Booking
 from scheduler.clinic.models import Clinic
 from scheduler.extensions import db
 from scheduler.notifications.dispatch import unwanted
-from scheduler.notifications.messages import compose, gather
+from scheduler.notifications.messages import write_message
 from scheduler.notifications.models import Notification, NotificationStatus
 from scheduler.notifications.operations import resend as resend_notification
 from scheduler.staff.auth import staff_only
 from scheduler.staff.models import Role
+from scheduler.waitlist.models import WaitlistEntry, WaitlistOffer
 from scheduler.web import clinic_or_503, now
 
 blueprint = Blueprint("notifications", __name__, url_prefix="/staff")
@@ -37,7 +38,12 @@ def outbox() -> ResponseReturnValue:
     status_filter = request.args.get("status", "")
     query = (
         select(Notification)
-        .options(selectinload(Notification.booking).selectinload(Booking.patient))
+        .options(
+            selectinload(Notification.booking).selectinload(Booking.patient),
+            selectinload(Notification.waitlist_offer)
+            .selectinload(WaitlistOffer.entry)
+            .selectinload(WaitlistEntry.patient),
+        )
         .order_by(Notification.next_attempt_at.desc(), Notification.id.desc())
     )
     if status_filter in NotificationStatus.__members__.values():
@@ -70,10 +76,12 @@ def _preview(notification: Notification, clinic: Clinic) -> tuple[EmailMessage |
     reason = unwanted(notification, now())
     if reason is not None:
         return None, reason
-    letter = gather(db.session(), notification, clinic, current_app.config["BASE_URL"])
     try:
-        message = compose(
-            letter,
+        message = write_message(
+            db.session(),
+            notification,
+            clinic,
+            base_url=current_app.config["BASE_URL"],
             mail_from=current_app.config["MAIL_FROM"],
             now=now(),
             message_id=f"<preview-{notification.id}@localhost>",

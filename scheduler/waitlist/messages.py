@@ -1,0 +1,87 @@
+"""The waitlist's mail: a freed time offered to a waiting patient, and word that it has gone.
+
+Written when sent, from the offer as it is then, through the templates
+``templates/mail/waitlist_offer.*`` and ``waitlist_gone.*`` in the layout of all patient mail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from flask import render_template
+
+from scheduler.calendars.export import clean_text
+from scheduler.clinic.models import Clinic
+from scheduler.notifications.models import NotificationKind
+from scheduler.timeutil import format_local
+from scheduler.waitlist.models import EntryStatus, WaitlistEntry, WaitlistOffer
+from scheduler.waitlist.operations import (
+    OFFER_LIFETIME,
+    bookable_days,
+    describe_day,
+)
+
+
+def offer_url(base_url: str, offer: WaitlistOffer) -> str:
+    """The offer's private page, where the patient books the time."""
+    return f"{base_url}/w/{offer.token}"
+
+
+def entry_url(base_url: str, entry: WaitlistEntry) -> str:
+    """The patient's private page about their place on the waitlist, where they can leave it."""
+    return f"{base_url}/waitlist/{entry.token}"
+
+
+def _subject(kind: NotificationKind, offer: WaitlistOffer, clinic: Clinic) -> str:
+    when = format_local(offer.start_at, clinic.tz)
+    treatment = offer.entry.treatment.name
+    if kind is NotificationKind.WAITLIST_OFFER:
+        return clean_text(f"A time has come free: {treatment} on {when}")
+    return clean_text(f"Already booked: {treatment} on {when}")
+
+
+def compose_waitlist_mail(
+    kind: NotificationKind,
+    offer: WaitlistOffer,
+    clinic: Clinic,
+    *,
+    base_url: str,
+    mail_from: str,
+    now: datetime,
+    message_id: str,
+) -> EmailMessage:
+    """Write the ``kind`` message (an offer, or that it has gone) about ``offer``."""
+    if kind not in (NotificationKind.WAITLIST_OFFER, NotificationKind.WAITLIST_GONE):
+        raise ValueError(f"a waitlist offer has no {kind.value} message")
+    entry = offer.entry
+    patient = entry.patient
+    first, _ = bookable_days(clinic, now)
+    days_left = [describe_day(day) for day in entry.dates if day >= first]
+    context = {
+        "clinic": clinic,
+        "offer": offer,
+        "treatment": entry.treatment,
+        "practitioner": offer.practitioner,
+        "patient_name": clean_text(patient.name) or "there",
+        "offer_url": offer_url(base_url, offer),
+        "entry_url": entry_url(base_url, entry),
+        "book_url": f"{base_url}/book?service={entry.treatment_id}",
+        "still_waiting": entry.status is EntryStatus.WAITING and bool(days_left),
+        "days_left": days_left,
+        "lifetime_hours": int(OFFER_LIFETIME.total_seconds() // 3600),
+    }
+    message = EmailMessage()
+    message["Subject"] = _subject(kind, offer, clinic)
+    message["From"] = Address(clean_text(clinic.name), addr_spec=mail_from)
+    message["To"] = Address(clean_text(patient.name), addr_spec=patient.email)
+    if clinic.email:
+        message["Reply-To"] = Address(clean_text(clinic.name), addr_spec=clinic.email)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    template = f"mail/{kind.value}"
+    message.set_content(render_template(f"{template}.txt", **context))
+    message.add_alternative(render_template(f"{template}.html", **context), subtype="html")
+    return message
