@@ -607,3 +607,19 @@ def test_each_session_has_its_own_invite_and_its_aftercare_links_to_the_next(
     dispatch(app)
     after_last = parts(smtp.messages()[-1])["text/plain"].get_content()
     assert "To book your next one" in after_last
+
+
+def test_the_staff_booking_page_shows_the_course_with_links_to_its_sessions(
+    client, setup, make_user, session
+):
+    course = _book(session, setup, start=london("2026-11-24", "10:00"), repeat=Repeat(3, 2))
+    session.commit()
+    first, second, third = course.sessions
+    make_user(Role.RECEPTION)
+    log_in(client, "reception@clinic.example")
+
+    page = client.get(f"/staff/bookings/{second.id}").text
+
+    assert "Session 2 of 3, 0 attended" in page
+    assert f'href="/staff/bookings/{first.id}"' in page
+    assert f'href="/staff/bookings/{third.id}"' in page

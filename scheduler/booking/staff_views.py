@@ -20,6 +20,7 @@ from sqlalchemy import Select, select
 from scheduler.audit import trail
 from scheduler.booking.approvals import approve_booking, decline_booking
 from scheduler.booking.availability import Slot
+from scheduler.booking.courses import progress
 from scheduler.booking.forms import (
     ApproveForm,
     CallerForm,
@@ -241,6 +242,7 @@ def _detail_page(
         events=trail(db.session(), booking_id=booking.id),
         patient_pages="patients.detail" in current_app.view_functions,
         messages=messages,
+        course=progress(booking),
         missed=missed_visits(
             db.session(),
             booking.patient_id,

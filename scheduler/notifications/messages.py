@@ -16,9 +16,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from flask import render_template
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scheduler.booking.courses import follow_up_for
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.calendars.export import Method, booking_calendar, clean_text, manage_url
 from scheduler.clinic.checklists import checklist_for
@@ -51,19 +51,8 @@ class Letter:
 def next_treatment(session: Session, booking: Booking) -> Treatment | None:
     """Return what to book after ``booking``: the same treatment, or a follow-up after a
     first visit (the first one the same practitioner gives)."""
-    if not booking.treatment.first_visit:
-        return booking.treatment if booking.treatment.active else None
-    query = (
-        select(Treatment)
-        .join(Treatment.practitioners)
-        .where(
-            Practitioner.id == booking.practitioner_id,
-            Treatment.active.is_(True),
-            Treatment.first_visit.is_(False),
-        )
-        .order_by(Treatment.position, Treatment.id)
-    )
-    return session.scalars(query).first()
+    following = follow_up_for(session, booking.treatment, booking.practitioner)
+    return following if following is not None and following.active else None
 
 
 def gather(session: Session, notification: Notification, clinic: Clinic, base_url: str) -> Letter:
