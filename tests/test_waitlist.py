@@ -781,3 +781,43 @@ def test_migrating_down_and_up_keeps_booking_mail_and_drops_offer_mail(
     assert count(session, Notification) == booking_mail
     assert count(session, WaitlistEntry) == 0
     assert (booking_mail or 0) >= 4, "confirmation, checklist, aftercare, cancellation"
+
+
+# --- Erasure and export -----------------------------------------------------------------------
+
+
+def test_erasing_a_patient_takes_them_off_the_waitlist_and_blanks_their_offer_mail(
+    session, setup, book, wait, cancel, clock, make_user
+):
+    from scheduler.audit import Actor
+    from scheduler.patients.operations import erase_patient, export_patient
+
+    taken = book(TUESDAY_10, practitioner=setup.mei)
+    entry = wait("bea@example.org", [TUESDAY])
+    cancel(taken)
+    session.rollback()
+    (offer,) = session.get_one(WaitlistEntry, entry.id).offers
+    admin = make_user(Role.ADMIN)
+    actor = Actor(admin.email, admin.id)
+    patient = session.get_one(Patient, entry.patient_id)
+
+    exported = export_patient(
+        session, patient=patient, tz=setup.clinic.tz, actor=actor, now=clock()
+    )
+    assert [w["dates"] for w in exported["waitlist"]] == [["2026-11-24"]]
+    assert [o["status"] for o in exported["waitlist"][0]["offers"]] == ["offered"]
+    assert any(n["waitlist_offer_id"] == offer.id for n in exported["notifications"])
+
+    erase_patient(session, patient=patient, actor=actor, now=clock())
+    session.commit()
+
+    session.rollback()
+    entry = session.get_one(WaitlistEntry, entry.id)
+    assert entry.status is EntryStatus.LEFT
+    assert entry.offers[0].status is OfferStatus.WITHDRAWN
+    mail = session.scalars(
+        select(Notification).where(Notification.waitlist_offer_id == offer.id)
+    ).all()
+    assert mail
+    assert all(n.recipient == "" for n in mail)
+    assert all(n.status is NotificationStatus.SKIPPED for n in mail)

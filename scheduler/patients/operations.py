@@ -29,6 +29,8 @@ from scheduler.notifications.models import (
 )
 from scheduler.notifications.operations import skip
 from scheduler.patients.models import Patient
+from scheduler.waitlist.models import EntryStatus, WaitlistEntry
+from scheduler.waitlist.operations import leave_waitlist
 
 PAGE_SIZE = 50
 ERASED_NAME = "Erased patient"
@@ -327,9 +329,16 @@ def export_patient(
     )
     session.flush()
     bookings = _bookings_of(session, patient)
+    entries = _waitlist_of(session, patient)
+    offer_ids = [offer.id for entry in entries for offer in entry.offers]
     notifications = session.scalars(
         select(Notification)
-        .where(Notification.booking_id.in_([b.id for b in bookings]))
+        .where(
+            or_(
+                Notification.booking_id.in_([b.id for b in bookings]),
+                Notification.waitlist_offer_id.in_(offer_ids),
+            )
+        )
         .order_by(Notification.created_at, Notification.id)
     )
     return {
@@ -370,10 +379,30 @@ def export_patient(
             }
             for b in bookings
         ],
+        "waitlist": [
+            {
+                "treatment": entry.treatment.name,
+                "practitioner": entry.practitioner.name if entry.practitioner else None,
+                "dates": [day.isoformat() for day in entry.dates],
+                "status": entry.status.value,
+                "joined_at": _iso(entry.created_at, tz),
+                "left_at": _iso(entry.closed_at, tz),
+                "offers": [
+                    {
+                        "start": _iso(offer.start_at, tz),
+                        "status": offer.status.value,
+                        "offered_at": _iso(offer.created_at, tz),
+                    }
+                    for offer in entry.offers
+                ],
+            }
+            for entry in entries
+        ],
         "notifications": [
             {
                 "id": n.id,
                 "booking_id": n.booking_id,
+                "waitlist_offer_id": n.waitlist_offer_id,
                 "kind": n.kind.value,
                 "status": n.status.value,
                 "due_at": _iso(n.due_at, tz),
@@ -406,12 +435,23 @@ def upcoming_bookings(session: Session, patient: Patient, now: datetime) -> list
     )
 
 
+def _waitlist_of(session: Session, patient: Patient) -> list[WaitlistEntry]:
+    query = (
+        select(WaitlistEntry)
+        .options(selectinload(WaitlistEntry.offers), selectinload(WaitlistEntry.days))
+        .where(WaitlistEntry.patient_id == patient.id)
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
+    )
+    return list(session.scalars(query))
+
+
 def erase_patient(session: Session, *, patient: Patient, actor: Actor, now: datetime) -> int:
     """Anonymise a patient; return how many bookings were kept, without their notes.
 
     Their bookings stay for the books, stripped of notes and cancellation reasons (also where
-    the trail quotes a reason); mail not yet sent to them is dropped, and the addresses and
-    delivery details of all their mail are blanked. Refused while a visit is still to come.
+    the trail quotes a reason); they leave any waitlist; mail not yet sent to them is dropped,
+    and the addresses and delivery details of all their mail are blanked. Refused while a
+    visit is still to come.
     """
     if patient.erased_at is not None:
         raise PatientError("This patient's details are already erased.")
@@ -428,10 +468,20 @@ def erase_patient(session: Session, *, patient: Patient, actor: Actor, now: date
             _scrub_trail(session, booking, booking.cancellation_reason)
         booking.notes = booking.staff_notes = booking.cancellation_reason = ""
         booking.updated_at = now
+    entries = _waitlist_of(session, patient)
+    for entry in entries:
+        if entry.status is EntryStatus.WAITING:
+            leave_waitlist(session, entry=entry, now=now)
+    offer_ids = [offer.id for entry in entries for offer in entry.offers]
     notifications = session.scalars(
         select(Notification)
         .options(selectinload(Notification.history))
-        .where(Notification.booking_id.in_([b.id for b in bookings]))
+        .where(
+            or_(
+                Notification.booking_id.in_([b.id for b in bookings]),
+                Notification.waitlist_offer_id.in_(offer_ids),
+            )
+        )
     )
     skipped = 0
     for notification in notifications:
