@@ -595,6 +595,13 @@ def test_each_session_has_its_own_invite_and_its_aftercare_links_to_the_next(
     invites = [calendar_of(m) for m in smtp.messages() if m["Subject"].startswith("Booked")]
     uids = {str(c.walk("VEVENT")[0]["UID"]) for c in invites}
     assert uids == {first.calendar_uid, second.calendar_uid}
+    booked = sorted(
+        parts(m)["text/plain"].get_content()
+        for m in smtp.messages()
+        if m["Subject"].startswith("Booked")
+    )
+    assert ["session 1 of 2 of your course" in text for text in booked].count(True) == 1
+    assert ["session 2 of 2 of your course" in text for text in booked].count(True) == 1
 
     clock.now = first.end_at + timedelta(hours=2)
     dispatch(app)

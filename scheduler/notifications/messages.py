@@ -18,7 +18,7 @@ from email.utils import format_datetime
 from flask import render_template
 from sqlalchemy.orm import Session
 
-from scheduler.booking.courses import follow_up_for
+from scheduler.booking.courses import follow_up_for, progress
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.calendars.export import Method, booking_calendar, clean_text, manage_url
 from scheduler.clinic.checklists import checklist_for
@@ -162,6 +162,7 @@ def compose(letter: Letter, *, mail_from: str, now: datetime, message_id: str) -
         "book_again_url": book_url(letter, booking.treatment),
         "next_url": book_url(letter, letter.next_treatment),
         "next_treatment": letter.next_treatment,
+        "course": progress(booking),
         "next_session": letter.next_session,
         "next_session_url": letter.next_session
         and manage_url(letter.base_url, letter.next_session),
