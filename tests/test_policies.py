@@ -530,3 +530,27 @@ def test_a_bad_threshold_is_refused_next_to_the_field(admin, session, setup, typ
     assert answer.status_code == 422
     assert message in html.unescape(answer.text)
     assert fresh(session).get_one(Clinic, setup.clinic.id).approval_threshold is None
+
+
+def test_a_course_requested_online_is_approved_in_one_go(
+    app, setup, session, with_missed, policy, desk
+):
+    with_missed(late=1, no_shows=1)
+    policy(2)
+    answer = book_on_the_page(app.test_client(), setup, sessions="3", every_weeks="1")
+    assert answer.status_code == 303
+    course = fresh(session).scalars(select(Booking).where(Booking.course_id.is_not(None))).all()
+    assert len(course) == 3
+    assert all(b.awaiting_approval for b in course)
+
+    page = desk.get(f"/staff/bookings/{course[0].id}")
+    assert "Approve all 3 requested sessions of the course" in page.text
+    done = desk.post(
+        f"/staff/bookings/{course[0].id}/approve",
+        data={"csrf_token": csrf_token(page.text), "whole_course": "1"},
+    )
+
+    assert done.status_code == 303
+    approved = fresh(session).scalars(select(Booking).where(Booking.course_id.is_not(None))).all()
+    assert [b.awaiting_approval for b in approved] == [False, False, False]
+    assert all(b.approved_at is not None for b in approved)

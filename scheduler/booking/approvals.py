@@ -36,6 +36,24 @@ def approve_booking(
     return booking
 
 
+def requests_in_course(booking: Booking) -> list[Booking]:
+    """Return the sessions of ``booking``'s course that await approval (just ``booking``, if
+    it is not in a course)."""
+    sessions = booking.course.sessions if booking.course is not None else [booking]
+    return [s for s in sessions if s.awaiting_approval]
+
+
+def approve_course(
+    session: Session, *, clinic: Clinic, booking: Booking, now: datetime, actor: Actor
+) -> list[Booking]:
+    """Approve every session of ``booking``'s course that awaits approval, as one change."""
+    _check_awaiting(booking)
+    waiting = requests_in_course(booking)
+    for item in waiting:
+        approve_booking(session, clinic=clinic, booking=item, now=now, actor=actor)
+    return waiting
+
+
 def decline_booking(
     session: Session,
     *,

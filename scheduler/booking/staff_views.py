@@ -18,7 +18,12 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select
 
 from scheduler.audit import trail
-from scheduler.booking.approvals import approve_booking, decline_booking
+from scheduler.booking.approvals import (
+    approve_booking,
+    approve_course,
+    decline_booking,
+    requests_in_course,
+)
 from scheduler.booking.availability import Slot
 from scheduler.booking.courses import progress
 from scheduler.booking.forms import (
@@ -243,6 +248,7 @@ def _detail_page(
         patient_pages="patients.detail" in current_app.view_functions,
         messages=messages,
         course=progress(booking),
+        course_requests=len(requests_in_course(booking)) if booking.course_id else 0,
         missed=missed_visits(
             db.session(),
             booking.patient_id,
@@ -386,16 +392,29 @@ def approve(booking_id: int) -> ResponseReturnValue:
     form = ApproveForm()
     if not form.validate_on_submit():
         return _detail_page(booking, approve_form=form, status=422)
+    actor = staff_actor()
     try:
-        approve_booking(
-            db.session(), clinic=clinic, booking=booking, now=now(), actor=staff_actor()
-        )
+        if request.form.get("whole_course") == "1":
+            approved = approve_course(
+                db.session(), clinic=clinic, booking=booking, now=now(), actor=actor
+            )
+        else:
+            approved = [
+                approve_booking(
+                    db.session(), clinic=clinic, booking=booking, now=now(), actor=actor
+                )
+            ]
     except BookingError as exc:
         db.session.rollback()
         form.form_errors.append(exc.message)
         return _detail_page(booking, approve_form=form, status=409)
     db.session.commit()
-    flash("The booking is approved; the patient is sent the confirmation.", "success")
+    flash(
+        f"{len(approved)} sessions are approved; the patient is sent a confirmation for each."
+        if len(approved) > 1
+        else "The booking is approved; the patient is sent the confirmation.",
+        "success",
+    )
     return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
 
 
