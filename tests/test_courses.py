@@ -630,3 +630,51 @@ def test_the_staff_booking_page_shows_the_course_with_links_to_its_sessions(
     assert "Session 2 of 3, 0 attended" in page
     assert f'href="/staff/bookings/{first.id}"' in page
     assert f'href="/staff/bookings/{third.id}"' in page
+
+
+def test_moving_the_rest_of_a_course_moves_each_later_session_by_as_many_days(
+    browser, setup, session
+):
+    course = _book(session, setup, start=london("2026-11-24", "10:00"), repeat=Repeat(4, 1))
+    session.commit()
+    second = course.sessions[1]
+
+    page = browser.open(f"/b/{second.manage_token}")
+    chooser = browser.open(page.link("Change the time of this and the 2 later sessions"))
+    assert "Change the time of this and the later sessions" in chooser.text
+    thursday = london("2026-12-03", "15:00")
+    confirm = browser.open(
+        f"/b/{second.manage_token}/reschedule?rest=1&start={thursday.isoformat()}"
+    )
+    assert "and the 2 later sessions to the same time of day" in confirm.text
+    done = browser.submit(confirm)
+
+    assert done.status == 303
+    session.rollback()
+    starts = [b.start_at for b in session.get(Course, course.id).sessions]
+    assert starts == [
+        london("2026-11-24", "10:00"),
+        london("2026-12-03", "15:00"),
+        london("2026-12-10", "15:00"),
+        london("2026-12-17", "15:00"),
+    ]
+    assert [b.sequence for b in session.get(Course, course.id).sessions] == [0, 1, 1, 1]
+
+
+def test_moving_the_rest_of_a_course_onto_a_taken_time_moves_nothing(browser, setup, session, book):
+    course = _book(session, setup, start=london("2026-11-24", "10:00"), repeat=Repeat(3, 1))
+    session.commit()
+    book(london("2026-12-10", "15:00"), practitioner=setup.mei)
+    first = course.sessions[0]
+    before = [b.start_at for b in course.sessions]
+
+    confirm = browser.open(
+        f"/b/{first.manage_token}/reschedule?rest=1"
+        f"&start={london('2026-11-26', '15:00').isoformat()}"
+    )
+    refused = browser.submit(confirm)
+
+    assert refused.status == 409
+    assert "Thursday 10 December 2026, 15:00 GMT is not free with Mei Lin" in refused.text
+    session.rollback()
+    assert [b.start_at for b in session.get(Course, course.id).sessions] == before

@@ -36,6 +36,7 @@ from scheduler.booking.operations import (
     pick_slot,
     place_new_booking,
     practitioners_for,
+    reschedule_booking,
 )
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.patients.intake import IntakeAnswers, record_intake
@@ -477,5 +478,66 @@ def cancel_rest_of_course(
             now=now,
             actor=actor,
             by_clinic=by_clinic,
+        )
+    return sessions
+
+
+def move_rest_of_course(
+    session: Session,
+    *,
+    clinic: Clinic,
+    booking: Booking,
+    start: datetime,
+    now: datetime,
+    actor: Actor = PATIENT,
+) -> list[Booking]:
+    """Move ``booking`` to ``start`` and every later session of its course by as many days, to
+    the same new time of day, each with its own practitioner; all of them or none.
+
+    Raises :class:`CourseUnavailable` listing every session whose new time is not free, and,
+    when another booking wins a race for one of them, :class:`SlotUnavailable`, after which the
+    caller rolls back. Each session is moved as on its own (its update goes out).
+    """
+    sessions = rest_of_course(booking, now)
+    if booking not in sessions:
+        check_changeable(booking, now)
+    tz = clinic.tz
+    new = start.astimezone(tz)
+    shift = new.date() - booking.start_at.astimezone(tz).date()
+    targets = {
+        item.id: local_to_utc(item.start_at.astimezone(tz).date() + shift, new.time(), tz)
+        for item in sessions
+    }
+    clashes: list[Clash] = []
+    for item in sessions:
+        target = targets[item.id]
+        try:
+            pick_slot(
+                session,
+                clinic=clinic,
+                treatment=item.treatment,
+                practitioner=item.practitioner,
+                start=target,
+                now=now,
+                ignore=item,
+                by_staff=actor.is_staff,
+            )
+        except SlotUnavailable:
+            clashes.append(
+                Clash(
+                    target,
+                    f"{format_local(target, tz)} is not free with {item.practitioner.name}.",
+                    [],
+                )
+            )
+        except BookingError as exc:
+            clashes.append(Clash(target, exc.message, []))
+    if clashes:
+        raise CourseUnavailable(_clash_summary(len(clashes), len(sessions)), clashes)
+    # Moving later, the last session moves first, so none lands on one not yet moved.
+    later = targets[booking.id] > booking.start_at
+    for item in sorted(sessions, key=lambda s: s.start_at, reverse=later):
+        reschedule_booking(
+            session, clinic=clinic, booking=item, start=targets[item.id], now=now, actor=actor
         )
     return sessions

@@ -33,6 +33,7 @@ from scheduler.booking.courses import (
     book_course,
     cancel_rest_of_course,
     course_dates,
+    move_rest_of_course,
     progress,
     rest_of_course,
 )
@@ -411,9 +412,14 @@ def ics(token: str) -> Response:
 
 @blueprint.route("/b/<token>/reschedule", methods=["GET", "POST"])
 def reschedule(token: str) -> ResponseReturnValue:
-    """Pick a new time with the same practitioner, confirm it, and move the booking."""
+    """Pick a new time with the same practitioner, confirm it, and move the booking.
+
+    With ``?rest=1`` a session of a course moves with every later one, by as many days and to
+    the same new time of day.
+    """
     clinic = clinic_or_503()
     booking = _booking_or_404(token)
+    rest = request.args.get("rest") == "1" and booking.course_id is not None
     form = RescheduleForm()
     raw_start = form.start.data if request.method == "POST" else request.args.get("start")
     start = read_start(raw_start)
@@ -425,14 +431,30 @@ def reschedule(token: str) -> ResponseReturnValue:
             status = 422
         else:
             try:
-                reschedule_booking(
-                    db.session(), clinic=clinic, booking=booking, start=start, now=now()
-                )
+                if rest:
+                    moved = move_rest_of_course(
+                        db.session(), clinic=clinic, booking=booking, start=start, now=now()
+                    )
+                else:
+                    moved = [
+                        reschedule_booking(
+                            db.session(), clinic=clinic, booking=booking, start=start, now=now()
+                        )
+                    ]
+            except CourseUnavailable as exc:
+                refuse(form, exc)
+                form.form_errors.extend(clash.message for clash in exc.clashes)
+                status = 409
             except BookingError as exc:
                 status, alternatives = refuse(form, exc)
             else:
                 db.session.commit()
-                flash("Your booking has been moved.", "success")
+                flash(
+                    f"Your {len(moved)} sessions have been moved."
+                    if len(moved) > 1
+                    else "Your booking has been moved.",
+                    "success",
+                )
                 return redirect(url_for("booking.manage", token=token), 303)
     elif request.method == "POST":
         status = 422
@@ -443,6 +465,7 @@ def reschedule(token: str) -> ResponseReturnValue:
         "start": start,
         "alternatives": alternatives,
         "changeable": is_changeable(booking, now()),
+        "rest": rest_of_course(booking, now()) if rest else [],
     }
     if start is None or status != 200:
         context.update(
