@@ -68,7 +68,9 @@ def register_write_lock(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Mount the pages and the API."""
+    from scheduler.api import staff as _api_staff  # noqa: F401  (its routes join the API)
     from scheduler.api import waitlist as _api_waitlist  # noqa: F401  (its routes join the API)
+    from scheduler.api.openapi import blueprint as api_docs
     from scheduler.api.views import blueprint as api
     from scheduler.booking.staff_views import blueprint as bookings
     from scheduler.booking.views import blueprint as booking
@@ -78,23 +80,28 @@ def register_blueprints(app: Flask) -> None:
     from scheduler.extensions import csrf
     from scheduler.notifications.views import blueprint as notifications
     from scheduler.patients.views import blueprint as patients
+    from scheduler.staff.token_views import blueprint as tokens
     from scheduler.staff.users import blueprint as users
     from scheduler.staff.views import blueprint as staff
     from scheduler.waitlist.views import blueprint as waitlist
+    from scheduler.webhooks.views import blueprint as webhooks
 
     app.register_blueprint(clinic)
     app.register_blueprint(staff)
     app.register_blueprint(setup)
     app.register_blueprint(bookings)
     app.register_blueprint(users)
+    app.register_blueprint(tokens)
     app.register_blueprint(notifications)
     app.register_blueprint(booking)
     app.register_blueprint(calendars)
     app.register_blueprint(patients)
     app.register_blueprint(waitlist)
+    app.register_blueprint(webhooks)
     # The API takes only JSON bodies, which a cross-site form cannot send, and no cookies.
     csrf.exempt(api)
     app.register_blueprint(api)
+    app.register_blueprint(api_docs)
 
 
 def register_errorhandlers(app: Flask) -> None:

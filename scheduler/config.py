@@ -72,6 +72,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "MAIL_FROM": os.environ.get("MAIL_FROM", "clinic@localhost"),
         "SMTP_URL": os.environ.get("SMTP_URL", ""),
         "SMTP_TIMEOUT": _number("SMTP_TIMEOUT", 30),
+        "WEBHOOK_TIMEOUT": _number("WEBHOOK_TIMEOUT", 10),
         "RATELIMIT_ENABLED": _flag("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         # A patient may leave the details form open for a while: the CSRF token lasts as long

@@ -24,11 +24,14 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
-def error_response(status: int, message: str) -> ResponseReturnValue:
+def error_response(
+    status: int, message: str, headers: list[tuple[str, str]] | None = None
+) -> ResponseReturnValue:
     """Return ``message`` as a JSON error under ``/api/`` and as a page elsewhere."""
     if wants_json():
-        return jsonify(error=message, fields={}), status
-    return render_template("errors/error.html", status=status, message=message), status
+        return jsonify(error=message, fields={}), status, headers or []
+    page = render_template("errors/error.html", status=status, message=message)
+    return page, status, headers or []
 
 
 def init_app(app: Flask) -> None:
@@ -48,7 +51,9 @@ def init_app(app: Flask) -> None:
         # A 503 carries what to do; JSON clients get werkzeug's description of any error.
         described = status == 503 or wants_json()
         message = error.description if described else MESSAGES.get(status, error.name)
-        return error_response(status, message or error.name)
+        # Keep what the error says beside its body: a 405's Allow, a 401's challenge.
+        headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+        return error_response(status, message or error.name, headers)
 
     @app.errorhandler(OperationalError)
     def database_busy(error: OperationalError) -> ResponseReturnValue:

@@ -16,10 +16,12 @@ from scheduler.clinic.models import (
 )
 from scheduler.notifications.models import DeliveryAttempt, Notification
 from scheduler.patients.models import Intake, Patient
-from scheduler.staff.models import Role, User
+from scheduler.staff.models import ApiToken, Role, User
 from scheduler.waitlist.models import WaitlistDay, WaitlistEntry, WaitlistOffer
+from scheduler.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
+    "ApiToken",
     "AuditEvent",
     "Booking",
     "BookingStatus",
@@ -42,6 +44,10 @@ __all__ = [
     "WaitlistDay",
     "WaitlistEntry",
     "WaitlistOffer",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "WorkingHours",
     "practitioner_treatments",
 ]

@@ -6,12 +6,24 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from scheduler.api.openapi import documented
+from scheduler.api.responses import (
+    BookingOut,
+    CourseClashOut,
+    CourseOut,
+    ErrorOut,
+    PractitionersOut,
+    ServicesOut,
+    SlotsOut,
+    SlotTakenOut,
+    shaped,
+)
 from scheduler.api.schemas import (
     BookingIn,
     CancelIn,
@@ -21,9 +33,10 @@ from scheduler.api.schemas import (
     SlotQuery,
     field_errors,
 )
+from scheduler.audit import PATIENT, Actor
 from scheduler.booking.availability import Slot
-from scheduler.booking.courses import CourseUnavailable, Instead, Repeat, book_course, progress
-from scheduler.booking.models import Booking
+from scheduler.booking.courses import CourseUnavailable, Instead, Repeat, book_course
+from scheduler.booking.models import Booking, Course
 from scheduler.booking.operations import (
     BookingError,
     PatientDetails,
@@ -36,7 +49,8 @@ from scheduler.booking.operations import (
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
 from scheduler.patients.intake import IntakeAnswers
-from scheduler.web import clinic_or_503, external_url, now, uid_host
+from scheduler.web import clinic_or_503, now, uid_host
+from scheduler.webhooks.operations import booking_data
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -95,39 +109,8 @@ def slot_json(clinic: Clinic, slot: Slot) -> dict[str, Any]:
 
 
 def booking_json(clinic: Clinic, booking: Booking) -> dict[str, Any]:
-    """One booking as the API shows it to the holder of its token."""
-    return {
-        "token": booking.manage_token,
-        "status": booking.status.value,
-        "start": _time(clinic, booking.start_at),
-        "end": _time(clinic, booking.end_at),
-        "timezone": clinic.timezone,
-        "service": booking.treatment_id,
-        "service_name": booking.treatment.name,
-        "practitioner": booking.practitioner_id,
-        "practitioner_name": booking.practitioner.name,
-        "room": booking.room.name,
-        "patient": {
-            "name": booking.patient.name,
-            "email": booking.patient.email,
-            "phone": booking.patient.phone,
-        },
-        "notes": booking.notes,
-        "late_cancellation": booking.late_cancellation,
-        # A request the clinic has yet to approve: it holds its time but is not confirmed.
-        "awaiting_approval": booking.awaiting_approval,
-        "course": _course_place(booking),
-        "manage_url": external_url("booking.manage", token=booking.manage_token),
-        "ics_url": external_url("booking.ics", token=booking.manage_token),
-    }
-
-
-def _course_place(booking: Booking) -> dict[str, int | None] | None:
-    """Where a session stands in its course: its number (``None`` once cancelled) of how many."""
-    place = progress(booking)
-    if place is None:
-        return None
-    return {"session": place.position, "of": place.total, "attended": place.done}
+    """One booking as the API shows it to the holder of its token (and webhooks send it)."""
+    return booking_data(clinic, booking, current_app.config["BASE_URL"])
 
 
 def _unavailable(clinic: Clinic, exc: SlotUnavailable) -> ApiError:
@@ -167,26 +150,31 @@ def _booking(token: str) -> Booking:
 
 
 @blueprint.get("/services")
+@documented(tag="Clinic", operation_id="list_services", responses={200: ServicesOut})
 def services() -> ResponseReturnValue:
     """List the treatments patients can book."""
     treatments = db.session.scalars(
         select(Treatment).where(Treatment.active.is_(True)).order_by(Treatment.position)
     )
     return jsonify(
-        [
-            {
-                "id": t.id,
-                "name": t.name,
-                "description": t.description,
-                "duration_minutes": t.duration_minutes,
-                "first_visit": t.first_visit,
-            }
-            for t in treatments
-        ]
+        shaped(
+            ServicesOut,
+            [
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "description": t.description,
+                    "duration_minutes": t.duration_minutes,
+                    "first_visit": t.first_visit,
+                }
+                for t in treatments
+            ],
+        )
     )
 
 
 @blueprint.get("/practitioners")
+@documented(tag="Clinic", operation_id="list_practitioners", responses={200: PractitionersOut})
 def practitioners() -> ResponseReturnValue:
     """List the practitioners with their credentials and the treatments they give."""
     rows = db.session.scalars(
@@ -196,21 +184,39 @@ def practitioners() -> ResponseReturnValue:
         .order_by(Practitioner.id)
     )
     return jsonify(
-        [
-            {
-                "id": p.id,
-                "name": p.name,
-                "credentials": p.credentials,
-                "licence": p.licence,
-                "bio": p.bio,
-                "service_ids": sorted(t.id for t in p.treatments if t.active),
-            }
-            for p in rows
-        ]
+        shaped(
+            PractitionersOut,
+            [
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "credentials": p.credentials,
+                    "licence": p.licence,
+                    "bio": p.bio,
+                    "service_ids": sorted(t.id for t in p.treatments if t.active),
+                }
+                for p in rows
+            ],
+        )
     )
 
 
 @blueprint.get("/slots")
+@documented(
+    tag="Slots",
+    operation_id="list_slots",
+    query=SlotQuery,
+    params={
+        "service": "The service's id.",
+        "start": "The first of the clinic's dates to search.",
+        "end": f"The last date, inclusive: at most {MAX_SLOT_RANGE_DAYS} days after `start`.",
+        "practitioner": "Only this practitioner's times; leave it out for anyone's.",
+    },
+    responses={
+        200: SlotsOut,
+        422: (ErrorOut, "A parameter needs fixing, or names an unknown service or practitioner."),
+    },
+)
 def slots() -> ResponseReturnValue:
     """Free times for a service between two of the clinic's dates, both inclusive."""
     clinic = clinic_or_503()
@@ -237,14 +243,88 @@ def slots() -> ResponseReturnValue:
         last_day=query.end,
         now=now(),
     )
-    return jsonify(timezone=clinic.timezone, slots=[slot_json(clinic, s) for s in found])
+    free = [slot_json(clinic, slot) for slot in found]
+    return jsonify(shaped(SlotsOut, {"timezone": clinic.timezone, "slots": free}))
 
 
 @blueprint.post("/bookings")
+@documented(
+    tag="Bookings",
+    body=BookingIn,
+    examples={
+        "A single visit": {
+            "service": 2,
+            "practitioner": None,
+            "start": "2026-12-01T10:00:00+00:00",
+            "patient": {"name": "Ann Lee", "email": "ann@example.org", "phone": "07700 900123"},
+            "notes": "Lower back pain",
+        },
+        "A first visit, with the intake answers": {
+            "service": 1,
+            "practitioner": 1,
+            "start": "2026-12-01T14:00:00+00:00",
+            "patient": {"name": "Ann Lee", "email": "ann@example.org"},
+            "intake": {"medications": "", "conditions": ["diabetes"], "consent": True},
+        },
+        "A course of six weekly sessions, one date moved": {
+            "service": 2,
+            "practitioner": 1,
+            "start": "2026-12-01T10:00:00+00:00",
+            "patient": {"name": "Ann Lee", "email": "ann@example.org"},
+            "repeat": {
+                "count": 6,
+                "every_weeks": 1,
+                "instead": [
+                    {
+                        "of": "2026-12-22T10:00:00+00:00",
+                        "start": "2026-12-22T11:00:00+00:00",
+                        "practitioner": 2,
+                    }
+                ],
+            },
+        },
+    },
+    responses={
+        201: (BookingOut | CourseOut, "Booked: the booking, or with `repeat` the whole course."),
+        409: (
+            SlotTakenOut | CourseClashOut,
+            "The time is not free, and nothing was booked: `alternatives` are the nearest free "
+            "times; for a course, `conflicts` lists each date that is not free with its own.",
+        ),
+        422: (
+            ErrorOut,
+            "Some fields need fixing: unknown service or practitioner, a time in the past, "
+            "outside the clinic's notice or horizon, a first visit without `intake` and "
+            "`consent: true`.",
+        ),
+    },
+)
 def create_booking() -> ResponseReturnValue:
     """Book a session, or with ``repeat`` a course; ``practitioner: null`` means anyone free."""
     clinic = clinic_or_503()
     body = parse_body(BookingIn)
+    placed = book_request(clinic, body, PATIENT)
+    db.session.commit()
+    if isinstance(placed, Booking):
+        return jsonify(shaped(BookingOut, booking_json(clinic, placed))), 201
+    return jsonify(
+        shaped(
+            CourseOut,
+            {
+                "course": [booking_json(clinic, session) for session in placed.sessions],
+                "sessions": placed.session_count,
+                "every_weeks": placed.every_weeks,
+            },
+        )
+    ), 201
+
+
+def book_request(clinic: Clinic, body: BookingIn, actor: Actor) -> Booking | Course:
+    """Book what ``body`` asks for as ``actor``: a session, or with ``repeat`` a course.
+
+    A refusal rolls back and becomes an :class:`ApiError` (409 with the alternatives or the
+    conflicting dates, 422 for a wrong request); the caller commits.
+    """
     treatment = _treatment(body.service)
     practitioner = _practitioner(body.practitioner)
     request_details: dict[str, Any] = {
@@ -257,13 +337,13 @@ def create_booking() -> ResponseReturnValue:
         "now": now(),
         "uid_host": uid_host(),
         "intake": None if body.intake is None else _intake(body.intake),
+        "actor": actor,
     }
     try:
         if body.repeat is None:
-            booking = book_session(db.session(), **request_details)
-        else:
-            repeat = _repeat(body.repeat)
-            course = book_course(db.session(), repeat=repeat, **request_details)
+            return book_session(db.session(), **request_details)
+        repeat = _repeat(body.repeat)
+        return book_course(db.session(), repeat=repeat, **request_details)
     except CourseUnavailable as exc:
         db.session.rollback()
         raise ApiError(
@@ -286,14 +366,6 @@ def create_booking() -> ResponseReturnValue:
         db.session.rollback()
         field = _REQUEST_FIELDS.get(exc.field or "", exc.field or "body")
         raise ApiError(422, exc.message, {field: exc.message}) from exc
-    db.session.commit()
-    if body.repeat is None:
-        return jsonify(booking_json(clinic, booking)), 201
-    return jsonify(
-        course=[booking_json(clinic, session) for session in course.sessions],
-        sessions=course.session_count,
-        every_weeks=course.every_weeks,
-    ), 201
 
 
 # Where a refusal's field is in the request body.
@@ -324,13 +396,31 @@ def _repeat(asked: RepeatIn) -> Repeat:
 
 
 @blueprint.get("/bookings/<token>")
+@documented(
+    tag="Bookings",
+    params={"token": "The booking's token (`token` in the booking)."},
+    responses={200: BookingOut, 404: ErrorOut},
+)
 def get_booking(token: str) -> ResponseReturnValue:
     """Show the booking the token belongs to."""
     clinic = clinic_or_503()
-    return jsonify(booking_json(clinic, _booking(token)))
+    return jsonify(shaped(BookingOut, booking_json(clinic, _booking(token))))
 
 
 @blueprint.post("/bookings/<token>/cancel")
+@documented(
+    tag="Bookings",
+    operation_id="cancel_booking",
+    body=CancelIn,
+    body_required=False,
+    examples={"With a reason": {"reason": "Feeling better"}},
+    params={"token": "The booking's token (`token` in the booking)."},
+    responses={
+        200: (BookingOut, "Cancelled: the booking, with `late_cancellation`."),
+        404: ErrorOut,
+        409: (ErrorOut, "The booking is already cancelled, or its visit has started."),
+    },
+)
 def cancel(token: str) -> ResponseReturnValue:
     """Cancel the booking; inside the late window it is recorded as late."""
     clinic = clinic_or_503()
@@ -342,10 +432,31 @@ def cancel(token: str) -> ResponseReturnValue:
         db.session.rollback()
         raise ApiError(409, exc.message) from exc
     db.session.commit()
-    return jsonify(booking_json(clinic, booking))
+    return jsonify(shaped(BookingOut, booking_json(clinic, booking)))
 
 
 @blueprint.post("/bookings/<token>/reschedule")
+@documented(
+    tag="Bookings",
+    operation_id="reschedule_booking",
+    body=RescheduleIn,
+    examples={"An hour later": {"start": "2026-12-01T11:00:00+00:00"}},
+    params={"token": "The booking's token (`token` in the booking)."},
+    responses={
+        200: (BookingOut, "Moved: the booking at its new time."),
+        404: ErrorOut,
+        409: (
+            SlotTakenOut | ErrorOut,
+            "The new time is not free (`alternatives` are the nearest free times), or the "
+            "booking can no longer be changed (cancelled, or its visit has started).",
+        ),
+        422: (
+            ErrorOut,
+            "The new time needs fixing: in the past, outside the clinic's notice or horizon, "
+            "or the booking's own time.",
+        ),
+    },
+)
 def reschedule(token: str) -> ResponseReturnValue:
     """Move the booking to a new start with the same practitioner."""
     clinic = clinic_or_503()
@@ -363,4 +474,4 @@ def reschedule(token: str) -> ResponseReturnValue:
         status = 422 if exc.field else 409
         raise ApiError(status, exc.message, {exc.field or "booking": exc.message}) from exc
     db.session.commit()
-    return jsonify(booking_json(clinic, booking))
+    return jsonify(shaped(BookingOut, booking_json(clinic, booking)))

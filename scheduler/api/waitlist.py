@@ -8,6 +8,8 @@ from flask import jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from scheduler.api.openapi import documented
+from scheduler.api.responses import ErrorOut, WaitlistEntryOut, shaped
 from scheduler.api.schemas import WaitlistIn
 from scheduler.api.views import ApiError, _practitioner, _treatment, blueprint, parse_body
 from scheduler.booking.operations import PatientDetails
@@ -52,6 +54,27 @@ def _entry(token: str) -> WaitlistEntry:
 
 
 @blueprint.post("/waitlist")
+@documented(
+    tag="Waitlist",
+    operation_id="join_waitlist",
+    body=WaitlistIn,
+    examples={
+        "Anyone, on two dates": {
+            "service": 2,
+            "practitioner": None,
+            "dates": ["2026-12-01", "2026-12-03"],
+            "patient": {"name": "Ann Lee", "email": "ann@example.org"},
+        }
+    },
+    responses={
+        201: (WaitlistEntryOut, "Joined: the place on the waitlist."),
+        422: (
+            ErrorOut,
+            "Some fields need fixing: an unknown service or practitioner, or dates that have "
+            "passed or lie beyond the clinic's horizon.",
+        ),
+    },
+)
 def create_waitlist_entry() -> ResponseReturnValue:
     """Join the waitlist; freed times on the dates are offered by mail in the order of joining."""
     clinic = clinic_or_503()
@@ -72,17 +95,32 @@ def create_waitlist_entry() -> ResponseReturnValue:
         db.session.rollback()
         raise ApiError(422, exc.message, {exc.field or "body": exc.message}) from exc
     db.session.commit()
-    return jsonify(entry_json(clinic, entry)), 201
+    return jsonify(shaped(WaitlistEntryOut, entry_json(clinic, entry))), 201
 
 
 @blueprint.get("/waitlist/<token>")
+@documented(
+    tag="Waitlist",
+    params={"token": "The place's token (`token` in the place)."},
+    responses={200: WaitlistEntryOut, 404: (ErrorOut, "No place on the waitlist has that token.")},
+)
 def get_waitlist_entry(token: str) -> ResponseReturnValue:
     """Show the place on the waitlist the token belongs to."""
     clinic = clinic_or_503()
-    return jsonify(entry_json(clinic, _entry(token)))
+    return jsonify(shaped(WaitlistEntryOut, entry_json(clinic, _entry(token))))
 
 
 @blueprint.post("/waitlist/<token>/leave")
+@documented(
+    tag="Waitlist",
+    operation_id="leave_waitlist",
+    params={"token": "The place's token (`token` in the place)."},
+    responses={
+        200: (WaitlistEntryOut, "Left: the place, now `left`."),
+        404: (ErrorOut, "No place on the waitlist has that token."),
+        409: (ErrorOut, "The place is no longer waiting: already left, or booked."),
+    },
+)
 def leave_waitlist_entry(token: str) -> ResponseReturnValue:
     """Leave the waitlist; offers still open are withdrawn."""
     clinic = clinic_or_503()
@@ -93,4 +131,4 @@ def leave_waitlist_entry(token: str) -> ResponseReturnValue:
         db.session.rollback()
         raise ApiError(409, exc.message) from exc
     db.session.commit()
-    return jsonify(entry_json(clinic, entry))
+    return jsonify(shaped(WaitlistEntryOut, entry_json(clinic, entry)))

@@ -51,6 +51,7 @@ from scheduler.notifications.operations import (
 from scheduler.patients.intake import IntakeAnswers, IntakeError, check_answers, record_intake
 from scheduler.patients.models import Patient
 from scheduler.timeutil import day_bounds, format_local
+from scheduler.webhooks.operations import note_booking_change
 
 # No booking is longer than this, so "bookings overlapping a range" can use the start index.
 MAX_BOOKING_SPAN = timedelta(days=1)
@@ -532,7 +533,8 @@ def record_change(
     now: datetime,
     detail: str = "",
 ) -> None:
-    """Add an entry about ``booking`` to the audit trail, flushing first so a new one has its id."""
+    """Add an entry about ``booking`` to the audit trail, flushing first so a new one has its id,
+    and note the change for the webhooks (their deliveries are written at commit)."""
     session.flush()
     record(
         session,
@@ -543,6 +545,7 @@ def record_change(
         patient_id=booking.patient_id,
         detail=detail,
     )
+    note_booking_change(session, booking, action, now)
 
 
 def is_changeable(booking: Booking, now: datetime) -> bool:

@@ -143,7 +143,11 @@ def read_filters(args: Mapping[str, str], clinic: Clinic, visible: list[Practiti
     return filters
 
 
-def _query(clinic: Clinic, filters: Filters, visible: list[Practitioner]) -> Select[Booking]:
+def bookings_query(
+    clinic: Clinic, filters: Filters, visible: list[Practitioner]
+) -> Select[Booking]:
+    """Select the bookings ``filters`` ask for among ``visible`` practitioners', in the order of
+    their start (then id)."""
     start, end = day_bounds(filters.first, filters.last, clinic.tz)
     query = (
         select(Booking)
@@ -173,7 +177,9 @@ def index() -> ResponseReturnValue:
     filters = read_filters(request.args, clinic, visible)
     rows = list(
         db.session.scalars(
-            _query(clinic, filters, visible).offset(filters.page * PAGE_SIZE).limit(PAGE_SIZE + 1)
+            bookings_query(clinic, filters, visible)
+            .offset(filters.page * PAGE_SIZE)
+            .limit(PAGE_SIZE + 1)
         )
     )
     args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page"}

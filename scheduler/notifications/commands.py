@@ -18,11 +18,13 @@ from scheduler.mail import Mailer, mailer_from
 from scheduler.notifications.dispatch import Settings, run_batch, send_due, summary
 from scheduler.notifications.models import AttemptOutcome
 from scheduler.web import uid_host
+from scheduler.webhooks import dispatch as webhooks
+from scheduler.webhooks.models import AttemptResult
 
 
 @click.group()
 def notifications() -> None:
-    """Mail to patients."""
+    """Mail to patients, and webhooks."""
 
 
 def _settings(batch_size: int) -> Settings:
@@ -58,13 +60,15 @@ def _mailer_factory() -> Mailer:
 @with_appcontext
 @database_errors
 def run(once: bool, poll: float, batch_size: int) -> None:
-    """Send due messages: by SMTP when SMTP_URL is set, else to the folder instance/mail."""
+    """Send due messages: by SMTP when SMTP_URL is set, else to the folder instance/mail;
+    and deliver due webhooks."""
     try:
         _mailer_factory()  # a bad SMTP_URL is an error now, not at the first message
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     settings = _settings(batch_size)
     clock = current_app.config["CLOCK"]
+    timeout = float(current_app.config["WEBHOOK_TIMEOUT"])
     session = db.session()
     if once:
         click.echo(
@@ -72,6 +76,11 @@ def run(once: bool, poll: float, batch_size: int) -> None:
                 send_due(session, mailer_factory=_mailer_factory, settings=settings, clock=clock)
             )
         )
+        webhook_tally = webhooks.deliver_due_webhooks(
+            session, settings=settings, clock=clock, timeout=timeout
+        )
+        if webhook_tally:
+            click.echo(webhooks.summary(webhook_tally))
         return
 
     stop = threading.Event()
@@ -83,6 +92,7 @@ def run(once: bool, poll: float, batch_size: int) -> None:
     signal.signal(signal.SIGINT, _stop)
     click.echo(f"Dispatcher {settings.name} running; Ctrl+C stops it.", err=True)
     total: Counter[AttemptOutcome] = Counter()
+    delivered: Counter[AttemptResult] = Counter()
     while not stop.is_set():
         try:
             batch = run_batch(
@@ -92,15 +102,21 @@ def run(once: bool, poll: float, batch_size: int) -> None:
                 clock=clock,
                 stopping=stop.is_set,
             )
+            hooks = webhooks.run_batch(
+                session, settings=settings, clock=clock, timeout=timeout, stopping=stop.is_set
+            )
         except SQLAlchemyError as exc:
             # The database restarting must not stop the dispatcher; claims are safe to redo.
             session.rollback()
             click.echo(f"database unavailable ({type(exc).__name__}); trying again", err=True)
             stop.wait(poll)
             continue
-        if batch is None:
+        if batch is None and hooks is None:
             stop.wait(poll)
-        else:
+        if batch is not None:
             total.update(batch)
             click.echo(summary(batch), err=True)
-    click.echo(f"Dispatcher stopped: {summary(total)}", err=True)
+        if hooks is not None:
+            delivered.update(hooks)
+            click.echo(webhooks.summary(hooks), err=True)
+    click.echo(f"Dispatcher stopped: {summary(total)}; {webhooks.summary(delivered)}", err=True)

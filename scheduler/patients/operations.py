@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -31,6 +31,7 @@ from scheduler.notifications.operations import skip
 from scheduler.patients.models import Patient
 from scheduler.waitlist.models import EntryStatus, WaitlistEntry
 from scheduler.waitlist.operations import leave_waitlist
+from scheduler.webhooks.operations import forget_patient
 
 PAGE_SIZE = 50
 ERASED_NAME = "Erased patient"
@@ -141,6 +142,41 @@ def search_patients(
     A query with digits also matches phone numbers typed with other spacing. Patients are in
     name order, erased ones last; the second value tells whether another page follows.
     """
+    statement = (
+        _matching(query, practitioner_ids)
+        .order_by(Patient.erased_at.is_not(None), func.lower(Patient.name), Patient.id)
+        .offset((max(page, 1) - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE + 1)
+    )
+    patients = list(session.scalars(statement))
+    more = len(patients) > PAGE_SIZE
+    return _rows(session, patients[:PAGE_SIZE], practitioner_ids, now), more
+
+
+def patients_after(
+    session: Session,
+    *,
+    query: str,
+    practitioner_ids: Collection[int] | None,
+    after: int | None,
+    limit: int,
+    now: datetime,
+) -> tuple[list[PatientRow], bool]:
+    """Return up to ``limit`` patients matching ``query`` (as :func:`search_patients` does) in
+    the order they were added, from the one after patient ``after``: for paging by cursor,
+    where a patient added meanwhile comes at the end and none is missed or repeated.
+
+    The second value tells whether more follow.
+    """
+    statement = _matching(query, practitioner_ids)
+    if after is not None:
+        statement = statement.where(Patient.id > after)
+    patients = list(session.scalars(statement.order_by(Patient.id).limit(limit + 1)))
+    return _rows(session, patients[:limit], practitioner_ids, now), len(patients) > limit
+
+
+def _matching(query: str, practitioner_ids: Collection[int] | None) -> Select[Patient]:
+    """Select the patients matching ``query`` among those the practitioners have seen."""
     statement = select(Patient)
     query = query.strip()
     if query:
@@ -149,17 +185,17 @@ def search_patients(
         statement = statement.where(
             Patient.id.in_(select(Booking.patient_id).where(_in_scope(practitioner_ids)))
         )
-    statement = (
-        statement.order_by(Patient.erased_at.is_not(None), func.lower(Patient.name), Patient.id)
-        .offset((max(page, 1) - 1) * PAGE_SIZE)
-        .limit(PAGE_SIZE + 1)
-    )
-    patients = list(session.scalars(statement))
-    more = len(patients) > PAGE_SIZE
-    patients = patients[:PAGE_SIZE]
+    return statement
+
+
+def _rows(
+    session: Session,
+    patients: Sequence[Patient],
+    practitioner_ids: Collection[int] | None,
+    now: datetime,
+) -> list[PatientRow]:
     summaries = _summaries(session, [p.id for p in patients], practitioner_ids, now)
-    rows = [PatientRow(p, *summaries.get(p.id, (None, Counts()))) for p in patients]
-    return rows, more
+    return [PatientRow(p, *summaries.get(p.id, (None, Counts()))) for p in patients]
 
 
 def _summaries(
@@ -499,6 +535,7 @@ def erase_patient(session: Session, *, patient: Patient, actor: Actor, now: date
     patient.email = erased_email(patient.id)
     patient.phone = ""
     patient.erased_at = now
+    forget_patient(session, patient)  # the webhook payloads about their bookings
     record(
         session,
         actor=actor,

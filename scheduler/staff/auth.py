@@ -105,7 +105,12 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
 def may_see_health(practitioner_id: int) -> bool:
     """Tell whether the logged-in staff member may read the health answers of a patient
     booked with ``practitioner_id``: the practitioner who treats them, and admins."""
-    user = current_staff()
+    return sees_health(current_staff(), practitioner_id)
+
+
+def sees_health(user: User, practitioner_id: int) -> bool:
+    """Tell whether ``user`` may read the health answers of a patient booked with
+    ``practitioner_id`` (see :func:`may_see_health`)."""
     if user.role is Role.ADMIN:
         return True
     return user.role is Role.PRACTITIONER and user.practitioner_id == practitioner_id

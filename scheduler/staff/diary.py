@@ -224,3 +224,38 @@ def day_sheet(
     start, end = day_bounds(day, day, clinic.tz)
     bookings = _bookings(session, start, end, [p.id for p in practitioners])
     return [(p, [b for b in bookings if b.practitioner_id == p.id]) for p in practitioners]
+
+
+@dataclass(frozen=True)
+class Agenda:
+    """A practitioner's bookings (cancelled ones left out) and time away (``busy`` and
+    ``off`` blocks) over some days, each in order of start."""
+
+    practitioner: Practitioner
+    bookings: list[Booking]
+    away: list[Block]
+
+
+def agendas(
+    session: Session,
+    clinic: Clinic,
+    first: date,
+    last: date,
+    practitioners: Sequence[Practitioner],
+    *,
+    with_bookings: bool = True,
+) -> list[Agenda]:
+    """Return each practitioner's agenda: what overlaps the clinic's days ``first`` to
+    ``last``, both inclusive (without bookings when not ``with_bookings``)."""
+    start, end = day_bounds(first, last, clinic.tz)
+    ids = [p.id for p in practitioners]
+    bookings = _bookings(session, start, end, ids) if with_bookings else []
+    away = _away(session, start, end, ids)
+    return [
+        Agenda(
+            practitioner,
+            [b for b in bookings if b.practitioner_id == practitioner.id],
+            sorted(away[practitioner.id], key=lambda block: (block.start, block.end)),
+        )
+        for practitioner in practitioners
+    ]

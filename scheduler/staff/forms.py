@@ -124,3 +124,20 @@ class PasswordResetForm(FlaskForm):
             Length(min=10, max=500, message="Please use at least 10 characters."),
         ],
     )
+
+
+class TokenForm(FlaskForm):
+    """A new personal API token's name."""
+
+    name = StringField(
+        "Name (what will use it)",
+        validators=[
+            DataRequired("Please name the token after what will use it."),
+            Length(max=100, message="Please keep the name within 100 characters."),
+            single_line,
+        ],
+    )
+
+
+class RevokeTokenForm(FlaskForm):
+    """Revoke a token (a button)."""

@@ -12,6 +12,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from scheduler.clinic.models import Practitioner
 from scheduler.db import Base, UTCDateTime, utcnow, value_enum
 
+# What every personal API token starts with, so a leaked one is easy to recognise.
+TOKEN_PREFIX = "sk_"  # noqa: S105  (a prefix, not a secret)
+
 
 class Role(enum.StrEnum):
     """What a staff member may do."""
@@ -65,3 +68,29 @@ class User(Base):
     def check_password(self, password: str) -> bool:
         """Tell whether ``password`` is this user's."""
         return check_password_hash(self.password_hash, password)
+
+
+class ApiToken(Base):
+    """A personal API token: it acts as its user, with their role, until revoked.
+
+    Only the SHA-256 of the token is kept (the token is random, so a plain hash suffices);
+    ``hint`` is its first few characters, to tell one token from another on the page.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    user: Mapped[User] = relationship()
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the token still works: not revoked, and its user may still log in."""
+        return self.revoked_at is None and self.user.active

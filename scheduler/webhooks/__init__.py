@@ -1,0 +1,1 @@
+"""Webhooks: admins register addresses that are told, signed, of every booking change."""
