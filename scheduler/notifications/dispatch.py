@@ -23,12 +23,13 @@ from datetime import datetime, timedelta
 from email.errors import MessageError
 from email.message import EmailMessage
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from scheduler.booking.models import BookingStatus
 from scheduler.clinic.models import Clinic
 from scheduler.db import begin_write
+from scheduler.leases import claim_due, still_held
 from scheduler.mail import Mailer, PermanentFailure, TemporaryFailure
 from scheduler.notifications.messages import write_message
 from scheduler.notifications.models import (
@@ -101,54 +102,25 @@ def unwanted(notification: Notification, now: datetime) -> str | None:
 
 def claim(session: Session, *, settings: Settings, now: datetime) -> list[int]:
     """Claim up to a batch of due messages for this dispatcher and return their ids."""
-    begin_write(session)
-    due = (
-        select(Notification.id)
-        .where(
-            or_(
-                and_(
-                    Notification.status == NotificationStatus.PENDING,
-                    Notification.next_attempt_at <= now,
-                ),
-                and_(
-                    Notification.status == NotificationStatus.SENDING,
-                    Notification.claimed_until < now,
-                ),
-            )
-        )
-        .order_by(Notification.next_attempt_at, Notification.id)
-        .limit(settings.batch_size)
-        .with_for_update(skip_locked=True)
+    return claim_due(
+        session,
+        Notification,
+        pending=NotificationStatus.PENDING,
+        sending=NotificationStatus.SENDING,
+        claimant=settings,
+        now=now,
     )
-    ids = list(session.scalars(due))
-    if ids:
-        session.execute(
-            update(Notification)
-            .where(Notification.id.in_(ids))
-            .values(
-                status=NotificationStatus.SENDING,
-                claimed_by=settings.name,
-                claimed_until=now + settings.lease,
-            )
-        )
-    session.commit()
-    return ids
 
 
 def _mine(session: Session, notification_id: int, settings: Settings) -> Notification | None:
     """Lock and return the notification if this dispatcher still holds its claim."""
-    begin_write(session)
-    notification = session.scalars(
-        select(Notification).where(Notification.id == notification_id).with_for_update()
-    ).first()
-    if (
-        notification is None
-        or notification.status is not NotificationStatus.SENDING
-        or notification.claimed_by != settings.name
-    ):
-        session.rollback()
-        return None
-    return notification
+    return still_held(
+        session,
+        Notification,
+        notification_id,
+        sending=NotificationStatus.SENDING,
+        claimant=settings,
+    )
 
 
 def _settle(

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException, HTTPResponse
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from scheduler.db import begin_write
+from scheduler.leases import claim_due, still_held
 from scheduler.notifications.dispatch import Settings, retry_delay
 from scheduler.webhooks.models import (
     AttemptResult,
@@ -158,55 +159,22 @@ Poster = Callable[[Request, float], Answer]
 
 def claim(session: Session, *, settings: Settings, now: datetime) -> list[int]:
     """Claim up to a batch of due deliveries of active webhooks and return their ids."""
-    begin_write(session)
-    due = (
-        select(WebhookDelivery.id)
-        .where(
-            or_(
-                and_(
-                    WebhookDelivery.status == DeliveryStatus.PENDING,
-                    WebhookDelivery.next_attempt_at <= now,
-                ),
-                and_(
-                    WebhookDelivery.status == DeliveryStatus.SENDING,
-                    WebhookDelivery.claimed_until < now,
-                ),
-            ),
-            WebhookDelivery.webhook_id.in_(select(Webhook.id).where(Webhook.active.is_(True))),
-        )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-        .limit(settings.batch_size)
-        .with_for_update(skip_locked=True)
+    return claim_due(
+        session,
+        WebhookDelivery,
+        pending=DeliveryStatus.PENDING,
+        sending=DeliveryStatus.SENDING,
+        claimant=settings,
+        now=now,
+        only=[WebhookDelivery.webhook_id.in_(select(Webhook.id).where(Webhook.active.is_(True)))],
     )
-    ids = list(session.scalars(due))
-    if ids:
-        session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(ids))
-            .values(
-                status=DeliveryStatus.SENDING,
-                claimed_by=settings.name,
-                claimed_until=now + settings.lease,
-            )
-        )
-    session.commit()
-    return ids
 
 
 def _mine(session: Session, delivery_id: int, settings: Settings) -> WebhookDelivery | None:
     """Lock and return the delivery if this dispatcher still holds its claim."""
-    begin_write(session)
-    delivery = session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update()
-    ).first()
-    if (
-        delivery is None
-        or delivery.status is not DeliveryStatus.SENDING
-        or delivery.claimed_by != settings.name
-    ):
-        session.rollback()
-        return None
-    return delivery
+    return still_held(
+        session, WebhookDelivery, delivery_id, sending=DeliveryStatus.SENDING, claimant=settings
+    )
 
 
 def _prepare(
