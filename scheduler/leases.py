@@ -80,3 +80,22 @@ def still_held(
         session.rollback()
         return None
     return row
+
+
+def release(
+    session: Session,
+    model: type[Any],
+    ids: Sequence[int],
+    *,
+    pending: enum.Enum,
+    sending: enum.Enum,
+    claimant: Claimant,
+) -> None:
+    """Give back rows ``claimant`` claimed and will not work on, for others to take at once."""
+    begin_write(session)
+    session.execute(
+        update(model)
+        .where(model.id.in_(ids), model.status == sending, model.claimed_by == claimant.name)
+        .values(status=pending, claimed_by=None, claimed_until=None)
+    )
+    session.commit()

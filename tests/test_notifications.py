@@ -27,7 +27,7 @@ from scheduler.booking.operations import (
 from scheduler.clinic.models import ChecklistItem, ChecklistSection
 from scheduler.extensions import db
 from scheduler.mail import mailer_from
-from scheduler.notifications.dispatch import Settings, claim, deliver, send_due
+from scheduler.notifications.dispatch import Settings, claim, deliver, release, send_due
 from scheduler.notifications.models import (
     AttemptOutcome,
     Notification,
@@ -635,6 +635,22 @@ def test_a_dispatcher_killed_between_claim_and_send_leaves_its_work_to_the_next(
     assert dispatch(app) == "sent 1, retrying 0, failed 0, skipped 0"
 
     assert len(smtp.received) == 1
+
+
+def test_messages_a_dispatcher_releases_are_taken_at_once_by_another(app, book, clock):
+    book(VISIT)
+    first, second = _settings("first"), _settings("second")
+    with app.app_context():
+        own = db.session()
+        claimed = claim(own, settings=first, now=clock())
+        assert claim(own, settings=second, now=clock()) == []
+        release(own, claimed, settings=second)  # not theirs: nothing changes
+        assert claim(own, settings=second, now=clock()) == []
+
+        release(own, claimed, settings=first)
+
+        assert claim(own, settings=second, now=clock()) == claimed
+        db.session.remove()
 
 
 def test_a_dispatcher_whose_lease_ran_out_does_not_send_what_another_took_over(

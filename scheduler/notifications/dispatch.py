@@ -23,12 +23,11 @@ from datetime import datetime, timedelta
 from email.errors import MessageError
 from email.message import EmailMessage
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from scheduler import leases
 from scheduler.booking.models import BookingStatus
 from scheduler.clinic.models import Clinic
-from scheduler.db import begin_write
 from scheduler.leases import claim_due, still_held
 from scheduler.mail import Mailer, PermanentFailure, TemporaryFailure
 from scheduler.notifications.messages import write_message
@@ -233,17 +232,14 @@ def deliver(
 
 def release(session: Session, ids: list[int], *, settings: Settings) -> None:
     """Give back claimed messages this dispatcher will not send, for others to take at once."""
-    begin_write(session)
-    session.execute(
-        update(Notification)
-        .where(
-            Notification.id.in_(ids),
-            Notification.status == NotificationStatus.SENDING,
-            Notification.claimed_by == settings.name,
-        )
-        .values(status=NotificationStatus.PENDING, claimed_by=None, claimed_until=None)
+    leases.release(
+        session,
+        Notification,
+        ids,
+        pending=NotificationStatus.PENDING,
+        sending=NotificationStatus.SENDING,
+        claimant=settings,
     )
-    session.commit()
 
 
 def run_batch(

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException, HTTPResponse
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.db import begin_write
+from scheduler import leases
 from scheduler.leases import claim_due, still_held
 from scheduler.notifications.dispatch import Settings, retry_delay
 from scheduler.webhooks.models import (
@@ -278,17 +278,14 @@ def deliver(
 
 def release(session: Session, ids: list[int], *, settings: Settings) -> None:
     """Give back claimed deliveries this dispatcher will not send, for others to take at once."""
-    begin_write(session)
-    session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id.in_(ids),
-            WebhookDelivery.status == DeliveryStatus.SENDING,
-            WebhookDelivery.claimed_by == settings.name,
-        )
-        .values(status=DeliveryStatus.PENDING, claimed_by=None, claimed_until=None)
+    leases.release(
+        session,
+        WebhookDelivery,
+        ids,
+        pending=DeliveryStatus.PENDING,
+        sending=DeliveryStatus.SENDING,
+        claimant=settings,
     )
-    session.commit()
 
 
 def run_batch(
