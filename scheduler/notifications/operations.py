@@ -6,6 +6,7 @@ dispatcher (:mod:`scheduler.notifications.dispatch`) sends what is due.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -129,16 +130,43 @@ def queue_for_reschedule(
 
     tz = clinic.tz
     moved_day = previous_start.astimezone(tz).date() != booking.start_at.astimezone(tz).date()
+    _retime(
+        session,
+        clinic=clinic,
+        booking=booking,
+        queued=queued,
+        now=now,
+        checklist_again=lambda row: (
+            row.status in OPEN_STATUSES or (row.status is NotificationStatus.SENT and moved_day)
+        ),
+        aftercare_again=lambda row: row.status in OPEN_STATUSES,
+        sooner="the new time is sooner; one checklist goes at once",
+    )
+
+
+def _retime(
+    session: Session,
+    *,
+    clinic: Clinic,
+    booking: Booking,
+    queued: dict[Key, Notification],
+    now: datetime,
+    checklist_again: Callable[[Notification], bool],
+    aftercare_again: Callable[[Notification], bool],
+    sooner: str,
+) -> None:
+    """Time ``booking``'s checklists and aftercare for when it now is: rows the predicates pick
+    wait for their new time, missing ones are added, and a checklist whose lead time has
+    passed is skipped (``sooner`` says why) as another goes at once instead."""
     times = checklist_times(clinic, booking.start_at, now)
     for (kind, lead), row in queued.items():
         if kind is not NotificationKind.CHECKLIST:
             continue
         due = times.pop(lead, None)
         if due is None:
-            # The lead time passed and another lead's message goes at once instead.
             if row.status in OPEN_STATUSES:
-                skip(row, "the new time is sooner; one checklist goes at once", now)
-        elif row.status in OPEN_STATUSES or (row.status is NotificationStatus.SENT and moved_day):
+                skip(row, sooner, now)
+        elif checklist_again(row):
             _arm(row, due)
     for lead, due in times.items():
         _add(session, booking, NotificationKind.CHECKLIST, due, variant=lead, now=now)
@@ -147,8 +175,8 @@ def queue_for_reschedule(
     due = booking.end_at + clinic.aftercare_delay
     if aftercare is None:
         _add(session, booking, NotificationKind.AFTERCARE, due, now=now)
-    elif aftercare.status in OPEN_STATUSES:
-        _arm(aftercare, due)
+    elif aftercare_again(aftercare):
+        _arm(aftercare, max(due, now))
     session.flush()
 
 
@@ -202,25 +230,16 @@ def queue_for_approval(
             row.status is NotificationStatus.SKIPPED and row.last_error == AWAITING_APPROVAL
         )
 
-    times = checklist_times(clinic, booking.start_at, now)
-    for (kind, lead), row in queued.items():
-        if kind is not NotificationKind.CHECKLIST:
-            continue
-        due = times.pop(lead, None)
-        if due is not None and held(row):
-            _arm(row, due)
-        elif due is None and row.status in OPEN_STATUSES:
-            skip(row, "the visit is sooner; one checklist goes at once", now)
-    for lead, due in times.items():
-        _add(session, booking, NotificationKind.CHECKLIST, due, variant=lead, now=now)
-
-    aftercare = queued.get((NotificationKind.AFTERCARE, 0))
-    due = booking.end_at + clinic.aftercare_delay
-    if aftercare is None:
-        _add(session, booking, NotificationKind.AFTERCARE, due, now=now)
-    elif held(aftercare):
-        _arm(aftercare, max(due, now))
-    session.flush()
+    _retime(
+        session,
+        clinic=clinic,
+        booking=booking,
+        queued=queued,
+        now=now,
+        checklist_again=held,
+        aftercare_again=held,
+        sooner="the visit is sooner; one checklist goes at once",
+    )
 
 
 def resend(notification: Notification, now: datetime) -> None:
