@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
 
-from flask import render_template
 from sqlalchemy.orm import Session
 
 from scheduler.booking.courses import follow_up_for, progress
@@ -23,6 +20,7 @@ from scheduler.booking.models import Booking, BookingStatus
 from scheduler.calendars.export import Method, booking_calendar, clean_text, manage_url
 from scheduler.clinic.checklists import checklist_for
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.notifications.envelope import write_mail
 from scheduler.notifications.models import Notification, NotificationKind
 from scheduler.patients.models import Patient
 from scheduler.timeutil import format_local
@@ -167,17 +165,16 @@ def compose(letter: Letter, *, mail_from: str, now: datetime, message_id: str) -
         "next_session_url": letter.next_session
         and manage_url(letter.base_url, letter.next_session),
     }
-    message = EmailMessage()
-    message["Subject"] = _subject(letter)
-    message["From"] = Address(clean_text(clinic.name), addr_spec=mail_from)
-    message["To"] = Address(clean_text(booking.patient.name), addr_spec=booking.patient.email)
-    if clinic.email:
-        message["Reply-To"] = Address(clean_text(clinic.name), addr_spec=clinic.email)
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id
-    template = f"mail/{notification.kind.value}"
-    message.set_content(render_template(f"{template}.txt", **context))
-    message.add_alternative(render_template(f"{template}.html", **context), subtype="html")
+    message = write_mail(
+        notification.kind,
+        clinic=clinic,
+        patient=booking.patient,
+        subject=_subject(letter),
+        context=context,
+        mail_from=mail_from,
+        now=now,
+        message_id=message_id,
+    )
     method = INVITE_METHODS.get(notification.kind)
     if method is not None:
         invite = booking_calendar(

@@ -7,14 +7,11 @@ Written when sent, from the offer as it is then, through the templates
 from __future__ import annotations
 
 from datetime import datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
-
-from flask import render_template
 
 from scheduler.calendars.export import clean_text
 from scheduler.clinic.models import Clinic
+from scheduler.notifications.envelope import write_mail
 from scheduler.notifications.models import NotificationKind
 from scheduler.timeutil import format_local
 from scheduler.waitlist.models import EntryStatus, WaitlistEntry, WaitlistOffer
@@ -73,15 +70,13 @@ def compose_waitlist_mail(
         "days_left": days_left,
         "lifetime_hours": int(OFFER_LIFETIME.total_seconds() // 3600),
     }
-    message = EmailMessage()
-    message["Subject"] = _subject(kind, offer, clinic)
-    message["From"] = Address(clean_text(clinic.name), addr_spec=mail_from)
-    message["To"] = Address(clean_text(patient.name), addr_spec=patient.email)
-    if clinic.email:
-        message["Reply-To"] = Address(clean_text(clinic.name), addr_spec=clinic.email)
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id
-    template = f"mail/{kind.value}"
-    message.set_content(render_template(f"{template}.txt", **context))
-    message.add_alternative(render_template(f"{template}.html", **context), subtype="html")
-    return message
+    return write_mail(
+        kind,
+        clinic=clinic,
+        patient=patient,
+        subject=_subject(kind, offer, clinic),
+        context=context,
+        mail_from=mail_from,
+        now=now,
+        message_id=message_id,
+    )

@@ -1,0 +1,44 @@
+"""The envelope and body every patient message shares, whatever it is about."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from flask import render_template
+
+from scheduler.calendars.export import clean_text
+from scheduler.clinic.models import Clinic
+from scheduler.notifications.models import NotificationKind
+from scheduler.patients.models import Patient
+
+
+def write_mail(
+    kind: NotificationKind,
+    *,
+    clinic: Clinic,
+    patient: Patient,
+    subject: str,
+    context: dict[str, Any],
+    mail_from: str,
+    now: datetime,
+    message_id: str,
+) -> EmailMessage:
+    """Write a ``kind`` message from the clinic to ``patient``: plain text and HTML from
+    ``templates/mail/KIND.txt`` and ``.html``. Names and the subject are reduced to one clean
+    line; the message's policy refuses line breaks in a header."""
+    message = EmailMessage()
+    message["Subject"] = clean_text(subject)
+    message["From"] = Address(clean_text(clinic.name), addr_spec=mail_from)
+    message["To"] = Address(clean_text(patient.name), addr_spec=patient.email)
+    if clinic.email:
+        message["Reply-To"] = Address(clean_text(clinic.name), addr_spec=clinic.email)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    template = f"mail/{kind.value}"
+    message.set_content(render_template(f"{template}.txt", **context))
+    message.add_alternative(render_template(f"{template}.html", **context), subtype="html")
+    return message
