@@ -82,6 +82,8 @@ def app(
             "BASE_URL": "https://clinic.test",
             "CLOCK": clock,
             "MAIL_FOLDER": str(tmp_path_factory.mktemp("mail")),
+            # The webhook tests' receivers listen on 127.0.0.1; test_webhooks checks the rule.
+            "WEBHOOK_ALLOW_PRIVATE": True,
             # Room for the race tests' sixteen concurrent sessions.
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 20, "max_overflow": 10},
         }

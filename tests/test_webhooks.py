@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -38,7 +40,7 @@ from scheduler.extensions import db
 from scheduler.notifications.dispatch import LONGEST_RETRY, Settings, retry_delay
 from scheduler.patients.operations import erase_patient
 from scheduler.staff.models import Role
-from scheduler.webhooks import dispatch
+from scheduler.webhooks import addresses, dispatch
 from scheduler.webhooks.models import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent
 from scheduler.webhooks.operations import ROTATION_GRACE
 from tests.conftest import NOW, Clock, log_in, london, token_of
@@ -683,6 +685,7 @@ def test_two_dispatchers_at_once_deliver_each_event_exactly_once(
                     db.session(),
                     settings=Settings(base_url="", mail_from="", message_host="", batch_size=2),
                     clock=clock,
+                    allow_private=True,
                 )
             finally:
                 db.session.remove()
@@ -712,11 +715,16 @@ def test_a_stopped_dispatchers_claimed_deliveries_are_taken_over_after_the_lease
         killed = settings()
         claimed = dispatch.claim(db.session(), settings=killed, now=clock())
         assert len(claimed) == 1
-        assert dispatch.deliver_due_webhooks(db.session(), settings=settings(), clock=clock) == {}
+        assert (
+            dispatch.deliver_due_webhooks(
+                db.session(), settings=settings(), clock=clock, allow_private=True
+            )
+            == {}
+        )
         clock.now += killed.lease + timedelta(seconds=1)
-        assert dispatch.deliver_due_webhooks(db.session(), settings=settings(), clock=clock) == {
-            dispatch.AttemptResult.DELIVERED: 1
-        }
+        assert dispatch.deliver_due_webhooks(
+            db.session(), settings=settings(), clock=clock, allow_private=True
+        ) == {dispatch.AttemptResult.DELIVERED: 1}
         assert dispatch.deliver(db.session(), claimed[0], settings=killed, clock=clock) is None
         db.session.remove()
 
@@ -751,6 +759,15 @@ def test_erasing_a_patient_blanks_them_in_the_delivered_payloads(
 # --- The staff pages --------------------------------------------------------------------------
 
 
+PRIVATE = "is inside a private network, not on the public internet"
+
+
+@pytest.fixture
+def public_only(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule as a clinic runs it: webhooks to public addresses only."""
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE", False)
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
@@ -765,9 +782,22 @@ def test_erasing_a_patient_blanks_them_in_the_delivered_payloads(
         ("https://example.org/caf\u00e9", "plain ASCII"),
         ("https://example.org/hook#part", "Remove the #"),
         ("https://example.org/" + "a" * 2000, "longer than 2000 characters"),
+        # Inside a private network: the server must not be made to call what only it reaches.
+        ("http://127.0.0.1:5432/hook", PRIVATE),
+        ("http://localhost/hook", PRIVATE),
+        ("http://10.0.0.5/hook", PRIVATE),
+        ("https://192.168.1.20/hook", PRIVATE),
+        ("http://169.254.169.254/latest/meta-data/", PRIVATE),
+        ("http://100.64.0.1/hook", PRIVATE),
+        ("http://0.0.0.0/hook", PRIVATE),
+        ("http://[::1]/hook", PRIVATE),
+        ("http://[::ffff:127.0.0.1]/hook", PRIVATE),
+        ("http://[fd00::1]/hook", PRIVATE),
     ],
 )
-def test_a_bad_address_is_refused_with_what_to_fix_and_nothing_saved(admin, session, url, message):
+def test_a_bad_address_is_refused_with_what_to_fix_and_nothing_saved(
+    public_only, admin, session, url, message
+):
     answer = admin.post(
         "/staff/webhooks/new",
         data={
@@ -804,21 +834,31 @@ def test_a_webhook_needs_known_events_and_a_new_address(admin, session, receiver
     assert session.scalar(select(func.count()).select_from(Webhook)) == 1
 
 
-def test_changing_a_webhook_to_a_bad_address_changes_nothing(admin, session, receiver):
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("gopher://example.org", "must start with https://"),
+        ("http://10.1.2.3/hook", "is inside a private network"),
+    ],
+)
+def test_changing_a_webhook_to_a_bad_address_changes_nothing(
+    app, admin, session, receiver, monkeypatch, url, message
+):
     hook = register(admin, receiver, "/x", ["booking.created"])
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE", False)  # as a clinic runs it
 
     answer = admin.post(
         f"/staff/webhooks/{hook.id}",
         data={
             "csrf_token": token_of(admin, "/staff/webhooks/"),
-            "url": "gopher://example.org",
+            "url": url,
             "events": ALL_EVENTS,
             "active": "y",
         },
     )
 
     assert answer.status_code == 422
-    assert "must start with https://" in answer.text
+    assert message in answer.text
     session.rollback()
     saved = session.get(Webhook, hook.id)
     assert saved.url == receiver.url("/x")
@@ -863,3 +903,127 @@ def test_only_admins_see_or_change_webhooks(app, make_user, session, role):
     assert "Webhooks</a>" not in client.get("/staff/").text
     session.rollback()
     assert session.scalar(select(func.count()).select_from(Webhook)) == 0
+
+
+# --- Where webhooks may go --------------------------------------------------------------------
+
+
+def test_a_delivery_to_a_private_address_is_refused_before_anything_is_sent(
+    app, admin, session, setup, receiver, monkeypatch
+):
+    register(admin, receiver, "/hook")  # allowed when it was saved, no longer when it is due
+    api_book(admin, setup, london("2026-11-24", "10:00"))
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE", False)
+
+    assert "webhooks: delivered 0, retrying 1, failed 0" in dispatch_once(app)
+
+    assert receiver.requests == []
+    (delivery,) = deliveries(session)
+    assert delivery.status is DeliveryStatus.PENDING
+    assert delivery.last_error == (
+        "refused: 127.0.0.1 is inside a private network, not on the public internet. "
+        "Webhooks go to public addresses only; if the receiver is on the clinic's own network, "
+        "the operator can set WEBHOOK_ALLOW_PRIVATE=true."
+    )
+
+
+def answers_once(monkeypatch: pytest.MonkeyPatch, name: str, first: str, then: str) -> list[str]:
+    """Make DNS answer ``name`` with ``first`` once, then with ``then`` (a rebinding attack)."""
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        address = first if not asked else then
+        asked.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def test_a_delivery_connects_to_the_address_that_was_checked(receiver, monkeypatch):
+    name = "hooks.partner.example"
+    asked = answers_once(monkeypatch, name, first="127.0.0.1", then="192.0.2.1")
+    request = dispatch.Request(
+        url=f"http://{name}:{receiver.port}/pinned",
+        body=b"{}",
+        headers={"Content-Type": "application/json"},
+        allow_private=True,
+    )
+
+    answer = dispatch.post(request, 5)
+
+    assert answer.status == 200, answer.error
+    assert asked == ["127.0.0.1"], "the name is resolved once, and that address is used"
+    (got,) = receiver.requests
+    assert got.headers["Host"] == f"{name}:{receiver.port}", "the receiver sees its own name"
+
+
+def test_a_name_that_turns_private_after_the_check_gets_nothing(receiver, monkeypatch):
+    # A public answer for the check, then the clinic's own machine for the connection: the
+    # connection goes to the public address checked, so the receiver on 127.0.0.1 gets nothing.
+    name = "rebinding.attacker.example"
+    asked = answers_once(monkeypatch, name, first="192.0.2.1", then="127.0.0.1")
+    monkeypatch.setattr(dispatch, "vetted", _vetted_as_public)
+    request = dispatch.Request(url=f"http://{name}:{receiver.port}/x", body=b"{}", headers={})
+
+    answer = dispatch.post(request, 1)
+
+    assert answer.status is None
+    assert asked == ["192.0.2.1"]
+    assert receiver.requests == []
+
+
+def _vetted_as_public(host: str, port: int, *, allow_private: bool) -> list[str]:
+    # 192.0.2.1 (TEST-NET-1) never routes anywhere, but it is not public either: this stands
+    # in for a public address, checked by the real rule in the other tests.
+    assert not allow_private
+    return addresses.resolve(host, port)
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_at_delivery(receiver, monkeypatch):
+    name = "intranet.partner.example"
+    answers_once(monkeypatch, name, first="10.0.0.7", then="10.0.0.7")
+    request = dispatch.Request(url=f"https://{name}/hook", body=b"{}", headers={})
+
+    answer = dispatch.post(request, 1)
+
+    assert answer.status is None
+    assert answer.error.startswith(f"refused: {name} (10.0.0.7) is inside a private network")
+
+
+# --- The document describes what is delivered -------------------------------------------------
+
+
+def test_the_document_describes_each_event_its_headers_and_its_payload(
+    app, admin, client, session, setup, receiver
+):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert sorted(spec["webhooks"]) == sorted(ALL_EVENTS)
+    register(admin, receiver, "/hook")
+    token = api_book(admin, setup, london("2026-11-24", "10:00"))["token"]
+    moved = {"start": london("2026-11-24", "11:00").isoformat()}
+    assert admin.post(f"/api/v1/bookings/{token}/reschedule", json=moved).status_code == 200
+    assert admin.post(f"/api/v1/bookings/{token}/cancel").status_code == 200
+    dispatch_once(app)
+
+    assert [r.event for r in receiver.requests] == [
+        "booking.created",
+        "booking.rescheduled",
+        "booking.cancelled",
+    ]
+    for request in receiver.requests:
+        operation = spec["webhooks"][request.event]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        validator = Draft202012Validator(
+            {**body, "components": spec["components"]},
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+        assert list(validator.iter_errors(request.payload)) == []
+        documented = {p["name"]: p["schema"] for p in operation["parameters"]}
+        sent = {k: v for k, v in request.headers.items() if k.startswith("Webhook-")}
+        assert set(sent) == set(documented)
+        for name, value in sent.items():
+            assert list(Draft202012Validator(documented[name]).iter_errors(value)) == [], name

@@ -24,9 +24,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from pydantic_core import CoreSchema
 
-from scheduler.api.responses import ErrorOut, OpenApiDocumentOut
+from scheduler.api.responses import ErrorOut, OpenApiDocumentOut, WebhookPayloadOut
 from scheduler.clinic.models import Clinic
 from scheduler.extensions import db
+from scheduler.webhooks.dispatch import MAX_ATTEMPTS
 
 blueprint = Blueprint("api_docs", __name__)
 
@@ -55,7 +56,60 @@ TAGS = [
         "and busy time.",
     },
     {"name": "Reference", "description": "This document."},
+    {
+        "name": "Webhooks",
+        "description": "What the clinic POSTs to the addresses an admin registers under "
+        "Staff → Webhooks, signed with that webhook's secret.",
+    },
 ]
+
+# The events a webhook can subscribe to, in the order the reference page lists them.
+WEBHOOK_EVENTS = {
+    "booking.created": (
+        "A booking was made",
+        "By a patient (page or API), by staff, from the waitlist, or imported from a "
+        "calendar. A course sends one event per session.",
+    ),
+    "booking.rescheduled": (
+        "A booking moved to another time",
+        "`data` holds the new time and practitioner.",
+    ),
+    "booking.cancelled": (
+        "A booking was cancelled",
+        "By the patient, by staff, or by declining a request; `late_cancellation` says "
+        "whether it was inside the clinic's late window.",
+    ),
+    "booking.status_changed": (
+        "A booking's status changed",
+        "Marked attended or no-show, or a request approved (`awaiting_approval` turns false).",
+    ),
+}
+
+WEBHOOK_HEADERS = {
+    "Webhook-Id": (
+        {"type": "string", "format": "uuid"},
+        "The event's id, the same on every try and replay: handle each id once.",
+    ),
+    "Webhook-Event": ({"enum": list(WEBHOOK_EVENTS)}, "The event, as in the body."),
+    "Webhook-Timestamp": (
+        {"type": "string", "pattern": "^[0-9]+$"},
+        "Unix seconds when this try was signed. Reject a delivery whose timestamp is more "
+        "than a few minutes from your clock: it may be a replay.",
+    ),
+    "Webhook-Signature": (
+        {"type": "string", "pattern": "^v1=[0-9a-f]{64}( v1=[0-9a-f]{64})*$"},
+        "`v1=` and the hex HMAC-SHA256 of `TIMESTAMP.BODY` (the timestamp header, a dot, "
+        "the raw body) keyed with the webhook's secret. For a day after the secret is "
+        "rotated there is one `v1=` per secret, separated by a space: accept the delivery "
+        "if any matches, comparing in constant time.",
+    ),
+}
+WEBHOOK_ANSWER = (
+    "Any 2xx answer within the timeout (10 seconds unless the clinic set `WEBHOOK_TIMEOUT`) "
+    "marks the delivery done. Anything else, or no answer, is tried again after 1, 2, 4 … "
+    f"minutes (at most an hour apart), up to {MAX_ATTEMPTS} tries; an admin can replay any "
+    "delivery from the staff area."
+)
 
 OVERVIEW = """\
 Book acupuncture sessions at the clinic: list its treatments and practitioners, find free
@@ -237,6 +291,10 @@ def build_document(app: Flask) -> dict[str, Any]:
             wanted.append((operation.query, "validation"))
         for shapes, _meaning in operation.all_responses().values():
             wanted.extend((shape, "serialization") for shape in shapes)
+    # The events the clinic sends, when this app lets admins register webhooks.
+    events = list(WEBHOOK_EVENTS) if "webhooks" in app.blueprints else []
+    if events:
+        wanted.append((WebhookPayloadOut, "serialization"))
     refs, definitions = models_json_schema(
         list(dict.fromkeys(wanted)), ref_template=COMPONENTS + "{model}", schema_generator=_Schemas
     )
@@ -249,12 +307,14 @@ def build_document(app: Flask) -> dict[str, Any]:
     for route in routes:
         paths.setdefault(route.path, {})[route.method] = _operation(route, ref, schemas)
     used = list(dict.fromkeys(route.operation.tag for route in routes))
+    if events:
+        used.append("Webhooks")
     known = {tag["name"] for tag in TAGS}
     tags = [tag for tag in TAGS if tag["name"] in used] + [
         {"name": name} for name in used if name not in known
     ]
     limit = app.config.get("MAX_CONTENT_LENGTH")
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Acupuncture scheduler API",
@@ -278,6 +338,26 @@ def build_document(app: Flask) -> dict[str, Any]:
                 }
             },
         },
+    }
+    if events:
+        payload = ref(WebhookPayloadOut, "serialization")
+        document["webhooks"] = {event: {"post": _webhook(event, payload)} for event in events}
+    return document
+
+
+def _webhook(event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    summary, description = WEBHOOK_EVENTS[event]
+    return {
+        "tags": ["Webhooks"],
+        "summary": summary,
+        "description": description,
+        "operationId": "webhook_" + event.replace(".", "_"),
+        "parameters": [
+            {"name": name, "in": "header", "required": True, "schema": schema, "description": text}
+            for name, (schema, text) in WEBHOOK_HEADERS.items()
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": payload}}},
+        "responses": {"2XX": {"description": WEBHOOK_ANSWER}},
     }
 
 
@@ -472,6 +552,11 @@ def _page_operations(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
         for method, operation in methods.items():
             groups.setdefault(operation["tags"][0], []).append(
                 {"path": path, "method": method, **operation}
+            )
+    for event, methods in spec.get("webhooks", {}).items():
+        for method, operation in methods.items():
+            groups.setdefault(operation["tags"][0], []).append(
+                {"path": event, "method": method, "event": event, **operation}
             )
     return [
         {"name": tag["name"], "description": tag.get("description", ""), "operations": items}

@@ -357,3 +357,26 @@ class OpenApiDocumentOut(RootModel[dict[str, Any]]):
 def shaped(model: type[BaseModel], data: Any) -> Any:
     """Return ``data`` as ``model`` answers it, checked against the model."""
     return model.model_validate(data).model_dump(mode="json")
+
+
+class WebhookPayloadOut(Out):
+    """What a webhook delivers: one booking change, with the booking as it was then."""
+
+    model_config = _examples(
+        {
+            "id": "7d0f1c52-3a8e-4b59-9f77-2f1e4c6b8a10",
+            "event": "booking.rescheduled",
+            "created_at": "2026-11-23T08:00:00+00:00",
+            "data": _BOOKING,
+        }
+    )
+
+    id: str = Field(
+        description="The event's id: the same on every try and replay, so a receiver can "
+        "ignore a delivery it has already handled (it is also in `Webhook-Id`)"
+    )
+    event: Literal[
+        "booking.created", "booking.rescheduled", "booking.cancelled", "booking.status_changed"
+    ] = Field(description="What happened (also in `Webhook-Event`)")
+    created_at: Timestamp = Field(description="When the change was made")
+    data: BookingOut = Field(description="The booking after the change, as the API shows it")

@@ -69,6 +69,7 @@ def run(once: bool, poll: float, batch_size: int) -> None:
     settings = _settings(batch_size)
     clock = current_app.config["CLOCK"]
     timeout = float(current_app.config["WEBHOOK_TIMEOUT"])
+    allow_private = bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"])
     session = db.session()
     if once:
         click.echo(
@@ -77,7 +78,7 @@ def run(once: bool, poll: float, batch_size: int) -> None:
             )
         )
         webhook_tally = webhooks.deliver_due_webhooks(
-            session, settings=settings, clock=clock, timeout=timeout
+            session, settings=settings, clock=clock, timeout=timeout, allow_private=allow_private
         )
         if webhook_tally:
             click.echo(webhooks.summary(webhook_tally))
@@ -103,7 +104,12 @@ def run(once: bool, poll: float, batch_size: int) -> None:
                 stopping=stop.is_set,
             )
             hooks = webhooks.run_batch(
-                session, settings=settings, clock=clock, timeout=timeout, stopping=stop.is_set
+                session,
+                settings=settings,
+                clock=clock,
+                timeout=timeout,
+                stopping=stop.is_set,
+                allow_private=allow_private,
             )
         except SQLAlchemyError as exc:
             # The database restarting must not stop the dispatcher; claims are safe to redo.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException, HTTPResponse
+from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,6 +44,7 @@ from sqlalchemy.orm import Session
 from scheduler import leases
 from scheduler.leases import claim_due, still_held
 from scheduler.notifications.dispatch import Settings, retry_delay
+from scheduler.webhooks.addresses import Connector, Unreachable, pinned, vetted
 from scheduler.webhooks.models import (
     AttemptResult,
     DeliveryStatus,
@@ -75,6 +79,8 @@ class Request:
     url: str
     body: bytes
     headers: dict[str, str]
+    # Whether the receiver may be inside a private network (``WEBHOOK_ALLOW_PRIVATE``).
+    allow_private: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,11 +105,40 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _opener() -> urllib.request.OpenerDirector:
+def _pin(connection: http.client.HTTPConnection, connect: Connector) -> Any:
+    # http.client opens its socket through this attribute.
+    connection._create_connection = connect  # type: ignore[attr-defined]
+    return connection
+
+
+class _Pinned(urllib.request.HTTPSHandler):
+    """Open http and https connections to the checked addresses, whatever the host name
+    resolves to by then; TLS still checks the certificate against the name."""
+
+    http_request = urllib.request.AbstractHTTPHandler.do_request_
+
+    def __init__(self, connect: Connector) -> None:
+        super().__init__()
+        self.connect = connect
+
+    def _to_checked(self, kind: type[http.client.HTTPConnection]) -> Callable[..., Any]:
+        def connection(host: str, **options: Any) -> Any:
+            return _pin(kind(host, **options), self.connect)
+
+        return connection
+
+    def http_open(self, req: urllib.request.Request) -> HTTPResponse:
+        return self.do_open(self._to_checked(http.client.HTTPConnection), req)
+
+    def https_open(self, req: urllib.request.Request) -> HTTPResponse:
+        context = self._context  # type: ignore[attr-defined]
+        return self.do_open(self._to_checked(http.client.HTTPSConnection), req, context=context)
+
+
+def _opener(connect: Connector) -> urllib.request.OpenerDirector:
     opener = urllib.request.OpenerDirector()
     for handler in (
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
+        _Pinned(connect),
         _NoRedirects(),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
@@ -134,11 +169,18 @@ def post(request: Request, timeout: float) -> Answer:
     def took() -> int:
         return int((time.monotonic() - started) * 1000)
 
+    parts = urlsplit(request.url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = vetted(host, port, allow_private=request.allow_private)
+    except Unreachable as exc:
+        return Answer(None, error=str(exc), duration_ms=took())
     outgoing = urllib.request.Request(  # noqa: S310  (the URL was checked: http or https only)
         request.url, data=request.body, headers=request.headers, method="POST"
     )
     try:
-        with _opener().open(outgoing, timeout=timeout) as response:
+        with _opener(pinned(addresses)).open(outgoing, timeout=timeout) as response:
             return Answer(response.status, _read_some(response, deadline), duration_ms=took())
     except urllib.error.HTTPError as exc:
         with exc:
@@ -178,7 +220,7 @@ def _mine(session: Session, delivery_id: int, settings: Settings) -> WebhookDeli
 
 
 def _prepare(
-    session: Session, delivery_id: int, *, settings: Settings, now: datetime
+    session: Session, delivery_id: int, *, settings: Settings, now: datetime, allow_private: bool
 ) -> Request | None:
     """Renew the claim and sign the request (``None``: the delivery is no longer ours)."""
     delivery = _mine(session, delivery_id, settings)
@@ -199,6 +241,7 @@ def _prepare(
             "Webhook-Timestamp": str(timestamp),
             "Webhook-Signature": signature_header(signing_secrets(webhook, now), timestamp, body),
         },
+        allow_private=allow_private,
     )
     session.commit()
     return request
@@ -267,9 +310,12 @@ def deliver(
     clock: Callable[[], datetime],
     timeout: float = TIMEOUT_SECONDS,
     poster: Poster = post,
+    allow_private: bool = False,
 ) -> AttemptResult | None:
     """Send one claimed delivery and record the answer (``None``: no longer ours)."""
-    request = _prepare(session, delivery_id, settings=settings, now=clock())
+    request = _prepare(
+        session, delivery_id, settings=settings, now=clock(), allow_private=allow_private
+    )
     if request is None:
         return None
     answer = poster(request, timeout)
@@ -296,6 +342,7 @@ def run_batch(
     timeout: float = TIMEOUT_SECONDS,
     stopping: Callable[[], bool] = lambda: False,
     poster: Poster = post,
+    allow_private: bool = False,
 ) -> Counter[AttemptResult] | None:
     """Claim and deliver one batch; return the results, or ``None`` when nothing was due.
 
@@ -310,7 +357,13 @@ def run_batch(
             release(session, ids[position:], settings=settings)
             break
         result = deliver(
-            session, delivery_id, settings=settings, clock=clock, timeout=timeout, poster=poster
+            session,
+            delivery_id,
+            settings=settings,
+            clock=clock,
+            timeout=timeout,
+            poster=poster,
+            allow_private=allow_private,
         )
         if result is not None:
             tally[result] += 1
@@ -324,6 +377,7 @@ def deliver_due_webhooks(
     clock: Callable[[], datetime],
     timeout: float = TIMEOUT_SECONDS,
     stopping: Callable[[], bool] = lambda: False,
+    allow_private: bool = False,
 ) -> Counter[AttemptResult]:
     """Deliver everything due now, batch after batch, and return the results."""
     total: Counter[AttemptResult] = Counter()
@@ -331,7 +385,12 @@ def deliver_due_webhooks(
         not stopping()
         and (
             tally := run_batch(
-                session, settings=settings, clock=clock, timeout=timeout, stopping=stopping
+                session,
+                settings=settings,
+                clock=clock,
+                timeout=timeout,
+                stopping=stopping,
+                allow_private=allow_private,
             )
         )
         is not None

@@ -29,6 +29,7 @@ from scheduler.audit import AuditAction
 from scheduler.booking.models import Booking
 from scheduler.clinic.models import Clinic
 from scheduler.patients.models import Patient
+from scheduler.webhooks import addresses
 from scheduler.webhooks.models import (
     DeliveryStatus,
     Webhook,
@@ -68,8 +69,13 @@ class WebhookError(Exception):
 # --- Setting webhooks up ----------------------------------------------------------------------
 
 
-def check_url(url: str) -> str:
-    """Return the address to deliver to, or raise :class:`WebhookError` saying what to fix."""
+def check_url(url: str, *, allow_private: bool = False) -> str:
+    """Return the address to deliver to, or raise :class:`WebhookError` saying what to fix.
+
+    Unless ``allow_private``, a host inside a private network is refused (see
+    :mod:`scheduler.webhooks.addresses`); a name that cannot be resolved now is let through,
+    as the dispatcher checks again before every delivery.
+    """
     url = url.strip()
     if not url:
         raise WebhookError("Please enter the address to send the events to.", field="url")
@@ -107,7 +113,20 @@ def check_url(url: str) -> str:
         raise WebhookError(
             "Remove the #… part of the address; it is never sent to the server.", field="url"
         )
+    if not allow_private:
+        _check_public(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
     return url
+
+
+def _check_public(host: str, port: int) -> None:
+    address = addresses.literal(host)
+    try:
+        found = [address] if address else addresses.resolve(host, port)
+    except addresses.Unreachable:
+        return
+    reason = addresses.refusal(host, found)
+    if reason:
+        raise WebhookError(f"The address is refused: {reason}", field="url")
 
 
 def _check_events(events: Collection[WebhookEvent]) -> set[WebhookEvent]:
@@ -139,10 +158,15 @@ def _subscribe(webhook: Webhook, events: set[WebhookEvent]) -> None:
 
 
 def create_webhook(
-    session: Session, *, url: str, events: Collection[WebhookEvent], now: datetime
+    session: Session,
+    *,
+    url: str,
+    events: Collection[WebhookEvent],
+    now: datetime,
+    allow_private: bool = False,
 ) -> Webhook:
     """Register ``url`` for ``events``, switched on, with a new secret."""
-    url = check_url(url)
+    url = check_url(url, allow_private=allow_private)
     chosen = _check_events(events)
     _check_unique(session, url)
     webhook = Webhook(url=url, secret=new_secret(), active=True, created_at=now)
@@ -159,13 +183,14 @@ def update_webhook(
     url: str,
     events: Collection[WebhookEvent],
     active: bool,
+    allow_private: bool = False,
 ) -> Webhook:
     """Change a webhook's address or events, or switch it off (or on again).
 
     A switched-off webhook is sent nothing new; what it still had to receive waits until it
     is switched on again.
     """
-    url = check_url(url)
+    url = check_url(url, allow_private=allow_private)
     chosen = _check_events(events)
     _check_unique(session, url, webhook)
     webhook.url = url

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
@@ -82,7 +82,11 @@ def new() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             webhook = create_webhook(
-                db.session(), url=form.url.data or "", events=form.chosen_events(), now=now()
+                db.session(),
+                url=form.url.data or "",
+                events=form.chosen_events(),
+                now=now(),
+                allow_private=_allow_private(),
             )
         except WebhookError as exc:
             _show_error(form, exc)
@@ -94,6 +98,10 @@ def new() -> ResponseReturnValue:
     elif form.is_submitted():
         status = 422
     return render_template("staff/webhooks/new.html", clinic=clinic_or_503(), form=form), status
+
+
+def _allow_private() -> bool:
+    return bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"])
 
 
 def _edit_form(webhook: Webhook) -> WebhookForm:
@@ -123,6 +131,7 @@ def detail(webhook_id: int) -> ResponseReturnValue:
                 url=form.url.data or "",
                 events=form.chosen_events(),
                 active=bool(form.active.data),
+                allow_private=_allow_private(),
             )
         except WebhookError as exc:
             _show_error(form, exc)
