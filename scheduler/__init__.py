@@ -38,6 +38,7 @@ def register_extensions(app: Flask) -> None:
     """Bind the extensions to ``app`` and tune the database engine."""
     # Import every model so that the metadata and Alembic see the whole schema.
     from scheduler import models  # noqa: F401
+    from scheduler.eventlog import init_app as init_event_log
     from scheduler.extensions import csrf, db, login_manager, migrate
     from scheduler.staff.auth import init_app as init_auth
 
@@ -46,6 +47,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     init_auth()
+    init_event_log(app)
     with app.app_context():
         configure_engine(db.engine)
 
@@ -78,6 +80,7 @@ def register_blueprints(app: Flask) -> None:
     from scheduler.clinic.setup import blueprint as setup
     from scheduler.clinic.views import blueprint as clinic
     from scheduler.extensions import csrf
+    from scheduler.health import blueprint as health
     from scheduler.notifications.views import blueprint as notifications
     from scheduler.patients.views import blueprint as patients
     from scheduler.staff.token_views import blueprint as tokens
@@ -98,6 +101,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(patients)
     app.register_blueprint(waitlist)
     app.register_blueprint(webhooks)
+    app.register_blueprint(health)
     # The API takes only JSON bodies, which a cross-site form cannot send, and no cookies.
     csrf.exempt(api)
     app.register_blueprint(api)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.db import begin_write
@@ -66,6 +66,28 @@ def claim_due(
         )
     session.commit()
     return ids
+
+
+def waiting_since(
+    session: Session,
+    model: type[Any],
+    *,
+    pending: enum.Enum,
+    sending: enum.Enum,
+    now: datetime,
+    only: Sequence[ColumnElement[bool]] = (),
+) -> datetime | None:
+    """Return since when the longest-waiting due row of ``model`` (one :func:`claim_due`
+    would take) has waited, or ``None`` when nothing is due: how far the dispatchers are
+    behind."""
+    due_since = select(func.min(model.next_attempt_at)).where(
+        model.status == pending, model.next_attempt_at <= now, *only
+    )
+    lapsed_since = select(func.min(model.claimed_until)).where(
+        model.status == sending, model.claimed_until < now, *only
+    )
+    found = [session.scalar(due_since), session.scalar(lapsed_since)]
+    return min((moment for moment in found if moment is not None), default=None)
 
 
 def still_held(

@@ -18,6 +18,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from scheduler import eventlog
 from scheduler.audit import PATIENT, Actor, AuditAction, record
 from scheduler.booking.availability import (
     Interval,
@@ -534,7 +535,8 @@ def record_change(
     detail: str = "",
 ) -> None:
     """Add an entry about ``booking`` to the audit trail, flushing first so a new one has its id,
-    and note the change for the webhooks (their deliveries are written at commit)."""
+    and note the change for the webhooks (their deliveries are written at commit) and the
+    event log."""
     session.flush()
     record(
         session,
@@ -546,6 +548,7 @@ def record_change(
         detail=detail,
     )
     note_booking_change(session, booking, action, now)
+    eventlog.booking_changed(session, booking, actor, action, now)
 
 
 def is_changeable(booking: Booking, now: datetime) -> bool:

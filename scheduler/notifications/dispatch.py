@@ -25,7 +25,7 @@ from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
-from scheduler import leases
+from scheduler import eventlog, leases
 from scheduler.booking.models import BookingStatus
 from scheduler.clinic.models import Clinic
 from scheduler.leases import claim_due, still_held
@@ -111,6 +111,17 @@ def claim(session: Session, *, settings: Settings, now: datetime) -> list[int]:
     )
 
 
+def waiting_since(session: Session, now: datetime) -> datetime | None:
+    """Since when the longest-waiting due message has waited (``None``: nothing is due)."""
+    return leases.waiting_since(
+        session,
+        Notification,
+        pending=NotificationStatus.PENDING,
+        sending=NotificationStatus.SENDING,
+        now=now,
+    )
+
+
 def _mine(session: Session, notification_id: int, settings: Settings) -> Notification | None:
     """Lock and return the notification if this dispatcher still holds its claim."""
     return still_held(
@@ -156,7 +167,17 @@ def _settle(
     notification.history.append(
         DeliveryAttempt(at=now, outcome=outcome, detail=detail, dispatcher=settings.name)
     )
+    logged = {
+        "notification": notification_id,
+        "kind": notification.kind.value,
+        "booking": notification.booking_id,
+        "attempts": notification.attempt_count,
+        "dispatcher": settings.name,
+        # Whom it was accepted for stays in the outbox; a failure says what went wrong.
+        "detail": "" if outcome is AttemptOutcome.SENT else detail,
+    }
     session.commit()
+    eventlog.emit(f"mail.{outcome.value}", now, **logged)
     return outcome
 
 

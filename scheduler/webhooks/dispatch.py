@@ -38,10 +38,10 @@ from http.client import HTTPException, HTTPResponse
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from scheduler import leases
+from scheduler import eventlog, leases
 from scheduler.leases import claim_due, still_held
 from scheduler.notifications.dispatch import Settings, retry_delay
 from scheduler.webhooks.addresses import Connector, Unreachable, pinned, vetted
@@ -199,6 +199,11 @@ def post(request: Request, timeout: float) -> Answer:
 Poster = Callable[[Request, float], Answer]
 
 
+def _of_active_webhooks() -> list[ColumnElement[bool]]:
+    # A switched-off webhook's deliveries wait, on purpose, until it is switched on.
+    return [WebhookDelivery.webhook_id.in_(select(Webhook.id).where(Webhook.active.is_(True)))]
+
+
 def claim(session: Session, *, settings: Settings, now: datetime) -> list[int]:
     """Claim up to a batch of due deliveries of active webhooks and return their ids."""
     return claim_due(
@@ -208,7 +213,19 @@ def claim(session: Session, *, settings: Settings, now: datetime) -> list[int]:
         sending=DeliveryStatus.SENDING,
         claimant=settings,
         now=now,
-        only=[WebhookDelivery.webhook_id.in_(select(Webhook.id).where(Webhook.active.is_(True)))],
+        only=_of_active_webhooks(),
+    )
+
+
+def waiting_since(session: Session, now: datetime) -> datetime | None:
+    """Since when the longest-waiting due delivery has waited (``None``: nothing is due)."""
+    return leases.waiting_since(
+        session,
+        WebhookDelivery,
+        pending=DeliveryStatus.PENDING,
+        sending=DeliveryStatus.SENDING,
+        now=now,
+        only=_of_active_webhooks(),
     )
 
 
@@ -298,7 +315,20 @@ def _settle(
             dispatcher=settings.name,
         )
     )
+    logged = {
+        "delivery": delivery_id,
+        "webhook": delivery.webhook_id,
+        "webhook_event": delivery.event.value,
+        "event_id": delivery.event_id,
+        "booking": delivery.booking_id,
+        "status_code": answer.status,
+        "duration_ms": answer.duration_ms,
+        "attempts": delivery.attempts,
+        "dispatcher": settings.name,
+        "detail": detail,
+    }
     session.commit()
+    eventlog.emit(f"webhook.{result.value}", now, **logged)
     return result
 
 

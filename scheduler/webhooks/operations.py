@@ -21,14 +21,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
-from sqlalchemy.orm import Session, SessionTransaction, selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from scheduler.audit import AuditAction
 from scheduler.booking.models import Booking
 from scheduler.clinic.models import Clinic
 from scheduler.patients.models import Patient
+from scheduler.unitofwork import OnCommit
 from scheduler.webhooks import addresses
 from scheduler.webhooks.models import (
     DeliveryStatus,
@@ -306,16 +306,12 @@ def payload(
 
 # --- Queueing with the booking change ---------------------------------------------------------
 
-_CHANGES = "webhook_changes"
-
 
 @dataclass(frozen=True)
 class _Change:
     booking: Booking
     event: WebhookEvent
     at: datetime
-    # The savepoint the change was made in, if any: its rollback takes the change back.
-    savepoint: SessionTransaction | None
 
 
 def note_booking_change(
@@ -323,10 +319,8 @@ def note_booking_change(
 ) -> None:
     """Note a booking change for the webhooks; its deliveries are written at commit."""
     event = EVENT_OF_ACTION.get(action)
-    if event is None:
-        return
-    changes: list[_Change] = session.info.setdefault(_CHANGES, [])
-    changes.append(_Change(booking, event, now, session.get_nested_transaction()))
+    if event is not None:
+        _PENDING.note(session, _Change(booking, event, now))
 
 
 def _base_url() -> str:
@@ -339,12 +333,9 @@ def _base_url() -> str:
     return base_url
 
 
-def write_deliveries(session: Session) -> int:
-    """Write a delivery for each change noted on ``session`` and each active webhook
-    subscribed to its event; return how many. Called as the unit of work commits."""
-    changes: list[_Change] = session.info.pop(_CHANGES, [])
-    if not changes:
-        return 0
+def write_deliveries(session: Session, changes: list[_Change]) -> int:
+    """Write a delivery for each of ``changes`` and each active webhook subscribed to its
+    event; return how many. Called as the unit of work commits."""
     webhooks = session.scalars(
         select(Webhook)
         .where(Webhook.active.is_(True))
@@ -393,29 +384,7 @@ def write_deliveries(session: Session) -> int:
     return written
 
 
-@sa_event.listens_for(Session, "before_commit")
-def _on_commit(session: Session) -> None:
-    # A savepoint's commit is not the end of the unit of work; wait for the real one.
-    if not session.in_nested_transaction():
-        write_deliveries(session)
-
-
-@sa_event.listens_for(Session, "after_soft_rollback")
-def _on_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
-    changes: list[_Change] | None = session.info.get(_CHANGES)
-    if not changes:
-        return
-    if previous_transaction.nested:
-        session.info[_CHANGES] = [c for c in changes if c.savepoint is not previous_transaction]
-    else:
-        session.info.pop(_CHANGES, None)
-
-
-@sa_event.listens_for(Session, "after_transaction_end")
-def _on_end(session: Session, transaction: SessionTransaction) -> None:
-    # Closing the session without committing drops what was noted, like a rollback.
-    if transaction.parent is None:
-        session.info.pop(_CHANGES, None)
+_PENDING: OnCommit[_Change] = OnCommit("webhook_changes", before=write_deliveries)
 
 
 # --- Erasure ----------------------------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""``/healthz``: what a load balancer and a monitor ask each app server.
+
+Three checks, each cheap enough to run every few seconds:
+
+* **database**: a ``SELECT 1`` answers;
+* **migrations**: the database is at the migrations' head (an app server started before
+  ``flask db upgrade`` finished, or after a failed one, is not ready);
+* **backlog**: how long the longest-waiting due message or webhook delivery has waited, which
+  grows when no dispatcher is running.
+
+The status code is for the load balancer: ``200`` while this server can serve bookings,
+``503`` when the database is unreachable or not migrated. A backlog past
+``HEALTH_BACKLOG_SECONDS`` does not take app servers out of rotation (they still book fine);
+it turns ``status`` to ``"degraded"`` for a monitor to alert on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from scheduler.extensions import db
+from scheduler.notifications import dispatch as mail
+from scheduler.webhooks import dispatch as webhooks
+
+blueprint = Blueprint("health", __name__)
+
+
+def expected_heads() -> set[str]:
+    """The head revisions of the project's migrations, read once per app."""
+    heads = current_app.extensions.get("migration_heads")
+    if heads is None:
+        config = current_app.extensions["migrate"].migrate.get_config()
+        heads = set(ScriptDirectory.from_config(config).get_heads())
+        current_app.extensions["migration_heads"] = heads
+    return heads
+
+
+def _seconds_since(moment: datetime | None, now: datetime) -> int | None:
+    return None if moment is None else max(0, int((now - moment).total_seconds()))
+
+
+def backlog(session: Session, now: datetime, limit: int) -> dict[str, Any]:
+    """How long due mail and webhook deliveries have waited, in seconds (``None``: none due)."""
+    waited = {
+        "mail_seconds": _seconds_since(mail.waiting_since(session, now), now),
+        "webhooks_seconds": _seconds_since(webhooks.waiting_since(session, now), now),
+    }
+    longest = max((value for value in waited.values() if value is not None), default=0)
+    return {"status": "ok" if longest <= limit else "behind", **waited, "limit_seconds": limit}
+
+
+def check(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
+    """Run the checks and return the status code and the report."""
+    try:
+        session.execute(text("SELECT 1"))
+        current = set(MigrationContext.configure(session.connection()).get_current_heads())
+        expected = expected_heads()
+        migrated = current == expected
+        # An unmigrated database may lack the outbox tables: there is no backlog to read.
+        limit = current_app.config["HEALTH_BACKLOG_SECONDS"]
+        waiting = backlog(session, now, limit) if migrated else None
+    except SQLAlchemyError as exc:
+        current_app.logger.warning("health check: database unavailable: %s", exc)
+        return 503, {"status": "failing", "database": {"status": "unreachable"}}
+    finally:
+        session.rollback()  # read only: end the transaction the checks opened
+    report: dict[str, Any] = {
+        "database": {"status": "ok"},
+        "migrations": {
+            "status": "ok" if migrated else "behind",
+            "current": sorted(current),
+            "expected": sorted(expected),
+        },
+    }
+    if waiting is None:
+        return 503, {"status": "failing", **report}
+    status = "ok" if waiting["status"] == "ok" else "degraded"
+    return 200, {"status": status, **report, "backlog": waiting}
+
+
+@blueprint.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """Answer whether this app server can serve, and how far the dispatchers are behind."""
+    status, report = check(db.session(), current_app.config["CLOCK"]())
+    response = jsonify(report)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
