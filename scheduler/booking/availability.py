@@ -142,8 +142,9 @@ def free_slots(
     A slot is a start on the slot step of the clinic's wall clock where the practitioner works
     and is free, and some room is free, for ``duration + buffer``; it lies at least the minimum
     notice after ``now`` and no further than the horizon. Wall times that a daylight-saving
-    change skips are never offered, and repeated ones only once. Slots are sorted by start, then
-    by the order of ``practitioners``; the room is the first free one in the order of ``rooms``.
+    change skips are never offered, and repeated ones only once; hours that end on a skipped wall
+    time end at the skip. Slots are sorted by start, then by the order of ``practitioners``; the
+    room is the first free one in the order of ``rooms``.
     """
     step_minutes = max(1, int(rules.step.total_seconds() // 60))
     earliest = now + rules.min_notice
@@ -159,7 +160,7 @@ def free_slots(
         weekly = {weekday: _day_intervals(diary.hours, weekday) for weekday in range(7)}
         for clock in days:
             for start_minute, end_minute in weekly[clock.day.weekday()]:
-                interval_end = clock.instant(end_minute)
+                interval_end = clock.end_instant(end_minute)
                 minute = -(-start_minute // step_minutes) * step_minutes
                 while minute < end_minute:
                     start = clock.existing_instant(minute)
@@ -218,6 +219,19 @@ class _DayClock:
         if self.base is not None:
             return self.base + timedelta(minutes=minute)
         return local_to_utc(self.day, _minute_time(minute), self.tz)
+
+    def end_instant(self, minute: int) -> datetime:
+        """Return when the wall clock first shows ``minute`` minutes after midnight or later.
+
+        That is :meth:`instant`, except that hours ending on a wall time a daylight-saving change
+        skips end at the skip: read as :meth:`instant` reads it, 01:30 in a gap from 01:00 to
+        02:00 would be the moment the clock shows 02:30, after the hours have ended.
+        """
+        for later in range(minute, 24 * 60):
+            moment = self.existing_instant(later)
+            if moment is not None:
+                return moment
+        return local_to_utc(self.day + timedelta(days=1), time(0), self.tz)
 
     def step_at_or_after(self, moment: datetime, minute: int, step: int) -> int:
         """Return the first minute on the step, after ``minute``, whose instant is not before
