@@ -9,7 +9,8 @@ Three checks, each cheap enough to run every few seconds:
   grows when no dispatcher is running.
 
 The status code is for the load balancer: ``200`` while this server can serve bookings,
-``503`` when the database is unreachable or not migrated. A backlog past
+``503`` when the database is unreachable or not migrated (a database already upgraded by newer
+code is ``"ahead"`` and still served, for rolling upgrades). A backlog past
 ``HEALTH_BACKLOG_SECONDS`` does not take app servers out of rotation (they still book fine);
 it turns ``status`` to ``"degraded"`` for a monitor to alert on.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
@@ -34,14 +36,33 @@ from scheduler.webhooks import dispatch as webhooks
 blueprint = Blueprint("health", __name__)
 
 
-def expected_heads() -> set[str]:
-    """The head revisions of the project's migrations, read once per app."""
-    heads = current_app.extensions.get("migration_heads")
-    if heads is None:
+def _scripts() -> ScriptDirectory:
+    """The project's migrations, read once per app."""
+    scripts = current_app.extensions.get("migration_scripts")
+    if scripts is None:
         config = current_app.extensions["migrate"].migrate.get_config()
-        heads = set(ScriptDirectory.from_config(config).get_heads())
-        current_app.extensions["migration_heads"] = heads
-    return heads
+        scripts = current_app.extensions["migration_scripts"] = ScriptDirectory.from_config(config)
+    return scripts
+
+
+def expected_heads() -> set[str]:
+    """The head revisions of the project's migrations."""
+    return set(_scripts().get_heads())
+
+
+def migration_state(current: set[str]) -> str:
+    """``ok`` at the head, ``behind`` before it, ``ahead`` when the database was upgraded by
+    newer code than this (in a rolling upgrade, servers still on the old code keep serving
+    until they are restarted; migrations only add what old code can ignore)."""
+    if current == expected_heads():
+        return "ok"
+    known = set()
+    for revision in current:
+        try:
+            known.add(_scripts().get_revision(revision) is not None)
+        except CommandError:
+            known.add(False)
+    return "ahead" if current and known == {False} else "behind"
 
 
 def _seconds_since(moment: datetime | None, now: datetime) -> int | None:
@@ -64,7 +85,8 @@ def check(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
         session.execute(text("SELECT 1"))
         current = set(MigrationContext.configure(session.connection()).get_current_heads())
         expected = expected_heads()
-        migrated = current == expected
+        state = migration_state(current)
+        migrated = state != "behind"
         # An unmigrated database may lack the outbox tables: there is no backlog to read.
         limit = current_app.config["HEALTH_BACKLOG_SECONDS"]
         waiting = backlog(session, now, limit) if migrated else None
@@ -76,7 +98,7 @@ def check(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
     report: dict[str, Any] = {
         "database": {"status": "ok"},
         "migrations": {
-            "status": "ok" if migrated else "behind",
+            "status": state,
             "current": sorted(current),
             "expected": sorted(expected),
         },

@@ -101,6 +101,6 @@ def test_each_delivery_is_logged_with_its_outcome(app, client, setup, lines):
     mail = [line for line in lines() if line["event"].startswith("mail.")]
     assert [line["event"] for line in mail] == ["mail.sent"]
     assert mail[0]["kind"] == "confirmation"
-    assert mail[0]["attempts"] == 0
+    assert mail[0]["failed_tries"] == 0
     assert mail[0]["dispatcher"]
     assert PATIENT_DETAILS["email"] not in json.dumps(mail)

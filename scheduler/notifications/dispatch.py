@@ -171,7 +171,7 @@ def _settle(
         "notification": notification_id,
         "kind": notification.kind.value,
         "booking": notification.booking_id,
-        "attempts": notification.attempt_count,
+        "failed_tries": notification.attempt_count,
         "dispatcher": settings.name,
         # Whom it was accepted for stays in the outbox; a failure says what went wrong.
         "detail": "" if outcome is AttemptOutcome.SENT else detail,
