@@ -20,6 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from scheduler.config import from_environment
 from scheduler.mail import (
     FolderMailer,
     PermanentFailure,
@@ -560,6 +561,18 @@ def test_without_smtp_url_mail_goes_to_the_instance_mail_folder(tmp_path: Path) 
 
 def test_mail_folder_setting_chooses_the_folder(tmp_path: Path) -> None:
     mailer = mailer_from({"MAIL_FOLDER": str(tmp_path / "outbox")}, str(tmp_path / "instance"))
+    assert isinstance(mailer, FolderMailer)
+    assert mailer.folder == tmp_path / "outbox"
+
+
+def test_mail_folder_is_read_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAIL_FOLDER", str(tmp_path / "outbox"))
+    monkeypatch.setenv("SECRET_KEY", "not written to a file")
+    monkeypatch.delenv("SMTP_URL", raising=False)
+    settings = from_environment(str(tmp_path / "instance"))
+    mailer = mailer_from(settings, str(tmp_path / "instance"))
     assert isinstance(mailer, FolderMailer)
     assert mailer.folder == tmp_path / "outbox"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections import Counter
+from datetime import timedelta
 from types import FrameType
 
 import click
@@ -34,6 +35,7 @@ def _settings(batch_size: int) -> Settings:
         mail_from=config["MAIL_FROM"],
         message_host=uid_host(),
         batch_size=batch_size,
+        lease=timedelta(seconds=config["DISPATCHER_LEASE_SECONDS"]),
     )
 
 
