@@ -25,6 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["CLOCK"] = utcnow
     if test_config:
         app.config.from_mapping(test_config)
+    register_proxy_fix(app)
     register_extensions(app)
     register_write_lock(app)
     register_blueprints(app)
@@ -34,12 +35,24 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def register_proxy_fix(app: Flask) -> None:
+    """Behind ``PROXY_FIX_X_FOR`` proxies, take the client's address from X-Forwarded-For."""
+    hops = app.config.get("PROXY_FIX_X_FOR", 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Links are built from BASE_URL, so nothing else is taken from the proxies' headers.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0)  # type: ignore[method-assign]
+
+
 def register_extensions(app: Flask) -> None:
     """Bind the extensions to ``app`` and tune the database engine."""
     # Import every model so that the metadata and Alembic see the whole schema.
     from scheduler import models  # noqa: F401
     from scheduler.eventlog import init_app as init_event_log
     from scheduler.extensions import csrf, db, login_manager, migrate
+    from scheduler.ratelimit import init_app as init_rate_limits
+    from scheduler.security import init_app as init_security
     from scheduler.staff.auth import init_app as init_auth
 
     db.init_app(app)
@@ -48,6 +61,10 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     init_auth()
     init_event_log(app)
+    # Its check runs before the write lock's (register_write_lock): a refused request never
+    # waits for the lock nor writes.
+    init_rate_limits(app)
+    init_security(app)
     with app.app_context():
         configure_engine(db.engine)
 
@@ -124,6 +141,7 @@ def register_template_helpers(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     """Add the ``flask --app scheduler …`` commands."""
+    from scheduler.backup import init_app as init_backup
     from scheduler.calendars.commands import calendar
     from scheduler.demo.commands import demo
     from scheduler.notifications.commands import notifications
@@ -133,3 +151,5 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(calendar)
     app.cli.add_command(users)
     app.cli.add_command(notifications)
+    # `db backup`, beside Flask-Migrate's `db` commands (registered with the extensions).
+    init_backup(app)

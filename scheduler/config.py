@@ -7,6 +7,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from limits import parse_many
+
 
 def database_url(raw: str | None, instance_path: str) -> str:
     """Return the SQLAlchemy URL for ``DATABASE_URL``, defaulting to SQLite in ``instance/``.
@@ -57,6 +59,42 @@ def _number(name: str, default: int) -> int:
     return number
 
 
+def _count(name: str) -> int:
+    value = os.environ.get(name, "").strip() or "0"
+    if not value.isascii() or not value.isdigit():
+        raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}")
+    return int(value)
+
+
+# Rate limits: rates such as "10 per hour;20 per day", each counted per client address or per
+# target (an email address given, a booking's token, a staff API token); see
+# scheduler/ratelimit.py. A patient books with a few POSTs; the rest stop floods and guessing.
+RATE_LIMITS = {
+    "RATELIMIT_BOOKING_PER_ADDRESS": "20 per hour;50 per day",
+    "RATELIMIT_BOOKING_PER_EMAIL": "10 per hour;20 per day",
+    "RATELIMIT_CHANGES_PER_ADDRESS": "30 per hour;100 per day",
+    "RATELIMIT_CHANGES_PER_TOKEN": "10 per hour;20 per day",
+    "RATELIMIT_WAITLIST_PER_ADDRESS": "10 per hour;30 per day",
+    "RATELIMIT_WAITLIST_PER_EMAIL": "5 per hour;10 per day",
+    "RATELIMIT_LOGIN_PER_ADDRESS": "30 per 15 minutes",
+    "RATELIMIT_LOGIN_PER_EMAIL": "10 per 15 minutes",
+    "RATELIMIT_SLOTS_PER_ADDRESS": "120 per minute",
+    "RATELIMIT_STAFF_API_PER_TOKEN": "60 per minute",
+    "RATELIMIT_RESEND_PER_MESSAGE": "5 per hour",
+}
+
+
+def _rate(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip() or default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be rates such as '10 per hour;20 per day', not {value!r}"
+        ) from None
+    return value
+
+
 def from_environment(instance_path: str) -> dict[str, Any]:
     """Build the app's settings from the environment."""
     url = database_url(os.environ.get("DATABASE_URL"), instance_path)
@@ -71,7 +109,12 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "BASE_URL": base_url,
         "MAIL_FROM": os.environ.get("MAIL_FROM", "clinic@localhost"),
         "SMTP_URL": os.environ.get("SMTP_URL", ""),
+        # Where mail goes without SMTP_URL (empty: instance/mail); see scheduler/mail.py.
+        "MAIL_FOLDER": os.environ.get("MAIL_FOLDER", ""),
         "SMTP_TIMEOUT": _number("SMTP_TIMEOUT", 30),
+        # How long a dispatcher's claim on due mail and webhooks lasts (renewed before each);
+        # a killed dispatcher's work waits this long. Keep it well above SMTP_TIMEOUT.
+        "DISPATCHER_LEASE_SECONDS": _number("DISPATCHER_LEASE_SECONDS", 300),
         "WEBHOOK_TIMEOUT": _number("WEBHOOK_TIMEOUT", 10),
         # /healthz reports "degraded" when due mail or webhooks have waited longer than this.
         "HEALTH_BACKLOG_SECONDS": _number("HEALTH_BACKLOG_SECONDS", 900),
@@ -79,6 +122,17 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "WEBHOOK_ALLOW_PRIVATE": _flag("WEBHOOK_ALLOW_PRIVATE", False),
         "RATELIMIT_ENABLED": _flag("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # Put before every key in that storage, so that several clinics can share one Redis.
+        "RATELIMIT_KEY_PREFIX": os.environ.get("RATELIMIT_KEY_PREFIX", ""),
+        # While the shared storage (Redis) is unreachable, each server counts in its own memory
+        # rather than answering 500 or letting everything through; any other failure of the
+        # limiter lets the request through (and is logged).
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        **{name: _rate(name, default) for name, default in RATE_LIMITS.items()},
+        # How many proxies in front of the app set X-Forwarded-For: the client's address (which
+        # rate limits count by) is taken from there instead of the last proxy's.
+        "PROXY_FIX_X_FOR": _count("PROXY_FIX_X_FOR"),
         # A patient may leave the details form open for a while: the CSRF token lasts as long
         # as the browser session instead of an hour.
         "WTF_CSRF_TIME_LIMIT": None,

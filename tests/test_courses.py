@@ -429,6 +429,10 @@ def test_the_api_answers_409_with_each_conflict_and_books_once_an_alternative_is
             "start",
         ),
         (
+            {"count": 2, "instead": [{"of": "2026-12-01T10:00:00+00:00", "start": None}]},
+            "start",
+        ),
+        (
             {
                 "count": 3,
                 "instead": [

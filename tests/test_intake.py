@@ -139,6 +139,16 @@ def test_the_api_refuses_malformed_intake(client, session, setup, intake):
     assert count(session, Booking) == 0
 
 
+def test_intake_sent_with_a_follow_up_needs_consent_too(client, session, setup):
+    answer = client.post(
+        "/api/v1/bookings",
+        json=api_booking(setup, service=setup.follow_up.id, intake={"conditions": []}),
+    )
+    assert answer.status_code == 422
+    assert "intake.consent" in answer.json["fields"]
+    assert count(session, Booking) == 0
+
+
 def test_the_patient_updates_their_answers_from_the_manage_link(client, session, setup, book):
     booking = book(TUESDAY_10, treatment=setup.initial)
     manage = client.get(f"/b/{booking.manage_token}").text

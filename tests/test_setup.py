@@ -946,11 +946,11 @@ def preview_text(page: str) -> str:
     )
 
 
-def preview_html(page: str) -> str:
-    """The HTML parts of the previews, as the sandboxed frames get them."""
-    frames = re.findall(r'<iframe class="mail" sandbox="" [^>]*srcdoc="([^"]*)"', page)
+def preview_html(client: FlaskClient, page: str) -> str:
+    """The HTML parts of the previews, as the sandboxed frames load them."""
+    frames = re.findall(r'<iframe class="mail" sandbox="" [^>]*src="([^"]*)"', page)
     assert frames, "no sandboxed preview"
-    return "\n".join(html.unescape(frame) for frame in frames)
+    return "\n".join(client.get(html.unescape(frame)).text for frame in frames)
 
 
 def test_the_clinic_checklist_shows_its_items_and_a_preview_of_the_mail(admin, setup):
@@ -964,7 +964,7 @@ def test_the_clinic_checklist_shows_its_items_and_a_preview_of_the_mail(admin, s
     assert "Please arrive ten minutes early." in text, "the first-visit items"
     assert "Drink plenty of water today." in text, "the aftercare"
     assert "Subject:</strong> Preparing for your visit on Tuesday 24 November 2026" in page
-    assert "Please arrive ten minutes early." in preview_html(page)
+    assert "Please arrive ten minutes early." in preview_html(admin, page)
 
 
 def test_the_preview_saves_nothing(admin, session, setup):
@@ -1005,7 +1005,7 @@ def test_editing_the_clinic_checklist_changes_the_preview_and_the_mail(
     text = preview_text(page)
     assert "- Wear loose clothing.\n- Skip coffee that morning." in text
     assert "Bring a list of your medications" not in text
-    assert "Skip coffee that morning." in preview_html(page)
+    assert "Skip coffee that morning." in preview_html(admin, page)
     assert "- Rest tonight." in text
 
     booking = book(london("2026-11-25", "10:00"), treatment=setup.follow_up)

@@ -27,6 +27,7 @@ from pydantic_core import CoreSchema
 from scheduler.api.responses import ErrorOut, OpenApiDocumentOut, WebhookPayloadOut
 from scheduler.clinic.models import Clinic
 from scheduler.extensions import db
+from scheduler.ratelimit import limited_methods
 from scheduler.webhooks.dispatch import MAX_ATTEMPTS
 
 blueprint = Blueprint("api_docs", __name__)
@@ -125,6 +126,8 @@ private token it came with; or join the waitlist for a time that frees up.
   `conflicts`).
 * Unknown fields in a body are an error, so a typo is never ignored.
 * Public calls need no login; a booking's token is its key, so keep it secret.
+* Calls that book, change a booking or join the waitlist are rate limited per client address
+  and per email address or token (staff calls per API token): `429`, with `Retry-After`.
 """
 
 # What each status means when the operation does not say more.
@@ -139,13 +142,17 @@ MEANINGS = {
     413: "The body is larger than the server accepts.",
     415: "The body was not sent as `application/json`.",
     422: "Some fields need fixing: `fields` names each.",
-    429: "Too many requests: wait before trying again.",
+    429: "Too many requests; nothing was changed. Wait as many seconds as `Retry-After` says.",
     503: (
         "The clinic is not set up yet, or the database is busy; nothing was changed. "
         "Try again later."
     ),
 }
 METHOD_ORDER = ("get", "post", "put", "patch", "delete")
+RETRY_AFTER = {
+    "description": "Seconds to wait before the limit lets a call through again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 @dataclass(frozen=True)
@@ -204,8 +211,10 @@ def documented(
     Errors that follow from the rest are added as :class:`ErrorOut`: a ``body`` (JSON, checked
     by ``parse_body``) adds 400, 413, 415 and 422, a ``query`` model 422, ``bearer`` (the
     call needs ``Authorization: Bearer TOKEN``) 401, and touching the database (``database``)
-    503. ``summary`` and ``description`` default to the view's docstring; ``params`` describes
-    path and query parameters by name; ``examples`` are named example bodies.
+    503; a rate limit on the view (:func:`scheduler.ratelimit.rate_limited`) adds 429 with
+    ``Retry-After``. ``summary`` and ``description`` default to the view's docstring;
+    ``params`` describes path and query parameters by name; ``examples`` are named example
+    bodies.
     """
     answers = {status: _answer(answer) for status, answer in responses.items()}
 
@@ -248,6 +257,13 @@ class Route:
     operation: Operation
     path_params: list[tuple[str, str]]  # (name, werkzeug converter)
 
+    def answers(self) -> dict[int, tuple[tuple[type[BaseModel], ...], str | None]]:
+        """The operation's answers, with 429 when a rate limit applies to this method."""
+        answers = self.operation.all_responses()
+        if self.method.upper() in limited_methods(self.view):
+            answers.setdefault(429, ((ErrorOut,), None))
+        return dict(sorted(answers.items()))
+
 
 _RULE_ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
 
@@ -289,7 +305,7 @@ def build_document(app: Flask) -> dict[str, Any]:
             wanted.append((operation.body, "validation"))
         if operation.query is not None:
             wanted.append((operation.query, "validation"))
-        for shapes, _meaning in operation.all_responses().values():
+        for shapes, _meaning in route.answers().values():
             wanted.extend((shape, "serialization") for shape in shapes)
     # The events the clinic sends, when this app lets admins register webhooks.
     events = list(WEBHOOK_EVENTS) if "webhooks" in app.blueprints else []
@@ -334,7 +350,8 @@ def build_document(app: Flask) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A staff member's personal API token: "
-                    "`Authorization: Bearer TOKEN`.",
+                    "`Authorization: Bearer TOKEN`. Staff create one in the staff area under "
+                    "API tokens (`/staff/tokens/`).",
                 }
             },
         },
@@ -402,7 +419,7 @@ def _operation(
         }
     result["responses"] = {
         str(status): _response(status, shapes, meaning, ref)
-        for status, (shapes, meaning) in operation.all_responses().items()
+        for status, (shapes, meaning) in route.answers().items()
     }
     if operation.bearer:
         result["security"] = [{"bearerAuth": []}]
@@ -417,10 +434,13 @@ def _response(
 ) -> dict[str, Any]:
     described = [ref(shape, "serialization") for shape in shapes]
     schema = described[0] if len(described) == 1 else {"anyOf": described}
-    return {
+    response: dict[str, Any] = {
         "description": meaning or MEANINGS.get(status, "See the body."),
         "content": {"application/json": {"schema": schema}},
     }
+    if status == 429:
+        response["headers"] = {"Retry-After": RETRY_AFTER}
+    return response
 
 
 # Werkzeug's converters as JSON Schema: the default takes any text without a slash.

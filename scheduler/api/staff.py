@@ -65,6 +65,7 @@ from scheduler.patients.operations import (
     patients_after,
     visible_patient,
 )
+from scheduler.ratelimit import STAFF_API, rate_limited
 from scheduler.staff.auth import practitioners_visible_to, sees_health
 from scheduler.staff.diary import Block, agendas
 from scheduler.staff.models import ApiToken, Role, User
@@ -432,6 +433,7 @@ def staff_bookings() -> ResponseReturnValue:
 
 
 @blueprint.post("/staff/bookings")
+@rate_limited(STAFF_API)
 @documented(
     tag="Staff",
     bearer=True,
@@ -481,6 +483,7 @@ def staff_booking(booking_id: int) -> ResponseReturnValue:
 
 
 @blueprint.post("/staff/bookings/<int:booking_id>/status")
+@rate_limited(STAFF_API)
 @documented(
     tag="Staff",
     bearer=True,

@@ -49,6 +49,7 @@ from scheduler.booking.operations import (
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
 from scheduler.patients.intake import IntakeAnswers
+from scheduler.ratelimit import BOOKING, CHANGES, SLOTS, rate_limited
 from scheduler.web import clinic_or_503, now, uid_host
 from scheduler.webhooks.operations import booking_data
 
@@ -202,6 +203,7 @@ def practitioners() -> ResponseReturnValue:
 
 
 @blueprint.get("/slots")
+@rate_limited(SLOTS)
 @documented(
     tag="Slots",
     operation_id="list_slots",
@@ -248,6 +250,7 @@ def slots() -> ResponseReturnValue:
 
 
 @blueprint.post("/bookings")
+@rate_limited(BOOKING)
 @documented(
     tag="Bookings",
     body=BookingIn,
@@ -408,6 +411,7 @@ def get_booking(token: str) -> ResponseReturnValue:
 
 
 @blueprint.post("/bookings/<token>/cancel")
+@rate_limited(CHANGES)
 @documented(
     tag="Bookings",
     operation_id="cancel_booking",
@@ -436,6 +440,7 @@ def cancel(token: str) -> ResponseReturnValue:
 
 
 @blueprint.post("/bookings/<token>/reschedule")
+@rate_limited(CHANGES)
 @documented(
     tag="Bookings",
     operation_id="reschedule_booking",

@@ -15,6 +15,7 @@ from scheduler.api.views import ApiError, _practitioner, _treatment, blueprint, 
 from scheduler.booking.operations import PatientDetails
 from scheduler.clinic.models import Clinic
 from scheduler.extensions import db
+from scheduler.ratelimit import CHANGES, WAITLIST, rate_limited
 from scheduler.waitlist.models import WaitlistEntry
 from scheduler.waitlist.operations import WaitlistError, is_over, join_waitlist, leave_waitlist
 from scheduler.web import clinic_or_503, external_url, now
@@ -54,6 +55,7 @@ def _entry(token: str) -> WaitlistEntry:
 
 
 @blueprint.post("/waitlist")
+@rate_limited(WAITLIST)
 @documented(
     tag="Waitlist",
     operation_id="join_waitlist",
@@ -111,6 +113,7 @@ def get_waitlist_entry(token: str) -> ResponseReturnValue:
 
 
 @blueprint.post("/waitlist/<token>/leave")
+@rate_limited(CHANGES)
 @documented(
     tag="Waitlist",
     operation_id="leave_waitlist",

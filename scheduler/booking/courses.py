@@ -113,8 +113,12 @@ def check_repeat(repeat: Repeat, dates: Sequence[datetime]) -> None:
             "please choose again from the dates listed.",
             field="start",
         )
-    if sum(1 for day in dates if _kept(repeat, day)) < 1:
-        raise BookingError("Please keep at least one date of the course.", field="start")
+    # A course is two sessions or more (the database holds it to that too); one is a visit.
+    if sum(1 for day in dates if _kept(repeat, day)) < 2:
+        raise BookingError(
+            "Please keep at least two dates of the course, or book a single visit instead.",
+            field="start",
+        )
 
 
 def _kept(repeat: Repeat, day: datetime) -> bool:

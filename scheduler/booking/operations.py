@@ -401,10 +401,11 @@ def check_request(
     treatment: Treatment, practitioner: Practitioner | None, intake: IntakeAnswers | None
 ) -> None:
     """Refuse a booking request for a treatment no longer offered, a practitioner who does not
-    give it, or a first visit without the intake answers and consent."""
+    give it, a first visit without the intake answers and consent, or intake answers (which
+    any booking may bring, to be kept) that cannot be kept."""
     if not treatment.active:
         raise BookingError("That treatment is no longer offered.", field="service")
-    if treatment.first_visit:
+    if treatment.first_visit or intake is not None:
         try:
             check_answers(intake)
         except IntakeError as exc:

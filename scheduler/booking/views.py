@@ -58,6 +58,7 @@ from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
 from scheduler.patients.forms import IntakeForm
 from scheduler.patients.intake import IntakeError, record_intake
+from scheduler.ratelimit import BOOKING, CHANGES, rate_limited
 from scheduler.timeutil import parse_iso_datetime
 from scheduler.web import clinic_or_503, now, uid_host
 
@@ -329,6 +330,7 @@ def choose() -> ResponseReturnValue:
 
 
 @blueprint.route("/book/confirm", methods=["GET", "POST"])
+@rate_limited(BOOKING)
 def confirm() -> ResponseReturnValue:
     """Show the chosen time and ask for the patient's details; ``POST`` books it."""
     clinic = clinic_or_503()
@@ -411,6 +413,7 @@ def ics(token: str) -> Response:
 
 
 @blueprint.route("/b/<token>/reschedule", methods=["GET", "POST"])
+@rate_limited(CHANGES)
 def reschedule(token: str) -> ResponseReturnValue:
     """Pick a new time with the same practitioner, confirm it, and move the booking.
 
@@ -483,6 +486,7 @@ def reschedule(token: str) -> ResponseReturnValue:
 
 
 @blueprint.route("/b/<token>/cancel", methods=["GET", "POST"])
+@rate_limited(CHANGES)
 def cancel(token: str) -> ResponseReturnValue:
     """Ask for confirmation, then cancel; late cancellations are said to be late.
 
@@ -544,6 +548,7 @@ def cancel(token: str) -> ResponseReturnValue:
 
 
 @blueprint.route("/b/<token>/intake", methods=["GET", "POST"])
+@rate_limited(CHANGES)
 def intake(token: str) -> ResponseReturnValue:
     """Let the patient correct their health answers before the visit (consent is asked again)."""
     clinic = clinic_or_503()

@@ -51,6 +51,7 @@ from scheduler.db import Base
 from scheduler.extensions import db
 from scheduler.notifications.messages import compose, sample_letter
 from scheduler.notifications.models import NotificationKind
+from scheduler.security import email_document
 from scheduler.staff.auth import staff_only
 from scheduler.staff.models import Role
 from scheduler.waitlist.operations import offer_after_time_off, offer_new_hours, weekly_hours
@@ -719,6 +720,7 @@ class MailPreview:
     text: str = ""
     html: str = ""
     problem: str | None = None
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -785,7 +787,11 @@ def _previews(clinic: Clinic, sample: Sample) -> list[MailPreview]:
                 message_id="<setup-preview@localhost>",
             )
         except (ValueError, MessageError) as exc:
-            previews.append(MailPreview(title, problem=f"the message cannot be written ({exc})"))
+            previews.append(
+                MailPreview(
+                    title, problem=f"the message cannot be written ({exc})", kind=kind.value
+                )
+            )
             continue
         previews.append(
             MailPreview(
@@ -793,6 +799,7 @@ def _previews(clinic: Clinic, sample: Sample) -> list[MailPreview]:
                 subject=str(message["Subject"]),
                 text=_body(message, "plain"),
                 html=_body(message, "html"),
+                kind=kind.value,
             )
         )
     return previews
@@ -860,6 +867,21 @@ def _checklist_page(
 def checklists() -> ResponseReturnValue:
     """Edit the clinic's checklists, with a preview of the mail for a chosen treatment."""
     return _checklist_page(clinic_or_503(), None, url_for("setup.checklists"))
+
+
+@blueprint.get("/checklists/mail/<kind>")
+@email_document
+@staff_only(Role.ADMIN)
+def checklist_mail(kind: str) -> ResponseReturnValue:
+    """The HTML of one previewed mail (``?treatment=ID``), for the frame on a checklist page."""
+    clinic = clinic_or_503()
+    shown = _preview_treatment(request.args.get("treatment"))
+    if shown is None:
+        abort(404)
+    for preview in _previews(clinic, _sample(clinic, shown)):
+        if preview.kind == kind and preview.html:
+            return preview.html
+    abort(404)
 
 
 @blueprint.route("/treatments/<int:treatment_id>/checklists", methods=["GET", "POST"])

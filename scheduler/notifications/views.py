@@ -20,6 +20,8 @@ from scheduler.notifications.dispatch import unwanted
 from scheduler.notifications.messages import write_message
 from scheduler.notifications.models import Notification, NotificationStatus
 from scheduler.notifications.operations import resend as resend_notification
+from scheduler.ratelimit import RESEND, rate_limited
+from scheduler.security import email_document
 from scheduler.staff.auth import staff_only
 from scheduler.staff.models import Role
 from scheduler.waitlist.models import WaitlistEntry, WaitlistOffer
@@ -124,7 +126,24 @@ def notification(notification_id: int) -> ResponseReturnValue:
     )
 
 
+@blueprint.get("/notifications/<int:notification_id>/html")
+@email_document
+@staff_only(Role.ADMIN, Role.RECEPTION)
+def notification_html(notification_id: int) -> ResponseReturnValue:
+    """The HTML of a message as it would go out now, for the frame on its page."""
+    preview, _ = _preview(_notification_or_404(notification_id), clinic_or_503())
+    return _html_or_404(preview)
+
+
+def _html_or_404(message: EmailMessage | None) -> str:
+    html = _bodies(message)[1] if message is not None else ""
+    if not html:
+        abort(404)
+    return html
+
+
 @blueprint.post("/notifications/<int:notification_id>/resend")
+@rate_limited(RESEND)
 @staff_only(Role.ADMIN, Role.RECEPTION)
 def resend(notification_id: int) -> ResponseReturnValue:
     """Queue a message to go (again) as soon as a dispatcher gets to it."""
@@ -171,16 +190,21 @@ def _read_eml(path: Path) -> EmailMessage | None:
     return parsed if isinstance(parsed, EmailMessage) else None
 
 
-@blueprint.get("/mail/<name>")
-@staff_only(Role.ADMIN, Role.RECEPTION)
-def mail_message(name: str) -> ResponseReturnValue:
-    """Show one message from the mail folder."""
-    clinic = clinic_or_503()
+def _eml_or_404(name: str) -> EmailMessage:
     if not mail.EML_NAME.fullmatch(name):
         abort(404)
     message = _read_eml(mail.mail_folder(current_app.config, current_app.instance_path) / name)
     if message is None:
         abort(404)
+    return message
+
+
+@blueprint.get("/mail/<name>")
+@staff_only(Role.ADMIN, Role.RECEPTION)
+def mail_message(name: str) -> ResponseReturnValue:
+    """Show one message from the mail folder."""
+    clinic = clinic_or_503()
+    message = _eml_or_404(name)
     text, html, invite = _bodies(message)
     return render_template(
         "staff/mail_message.html",
@@ -191,3 +215,11 @@ def mail_message(name: str) -> ResponseReturnValue:
         html=html,
         invite=invite,
     )
+
+
+@blueprint.get("/mail/<name>/html")
+@email_document
+@staff_only(Role.ADMIN, Role.RECEPTION)
+def mail_message_html(name: str) -> ResponseReturnValue:
+    """The HTML of a message in the mail folder, for the frame on its page."""
+    return _html_or_404(_eml_or_404(name))

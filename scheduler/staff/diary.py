@@ -97,6 +97,19 @@ class Grid:
         length = self._minutes(block.end, day) - self._minutes(block.start, day)
         return round(100 * max(length, 5) / span, 3)
 
+    @property
+    def frame(self) -> str:
+        """The classes that tell ``static/grid.css`` which hours the grid spans."""
+        return f"from-{self.first_hour} span-{self.last_hour - self.first_hour}"
+
+    def place(self, block: Block, day: date) -> str:
+        """The classes that place ``block`` on the grid (a ``style`` attribute would need the
+        content security policy to allow inline styles): its start and length in whole hours
+        and minutes, turned into a top and a height by ``static/grid.css``."""
+        start = round(self._minutes(block.start, day))
+        length = max(round(self._minutes(block.end, day)) - start, 5)
+        return f"at-h{start // 60} at-m{start % 60} len-h{length // 60} len-m{length % 60}"
+
 
 def _opening(hours: Sequence[WorkingHours], day: date, tz: ZoneInfo) -> list[Block]:
     return [

@@ -29,6 +29,7 @@ from scheduler.calendars.subscriptions import (
 from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
 from scheduler.db import begin_write
 from scheduler.extensions import db
+from scheduler.ratelimit import LOGIN, rate_limited
 from scheduler.staff.auth import (
     authenticate,
     current_staff,
@@ -75,6 +76,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
+@rate_limited(LOGIN)
 def login() -> ResponseReturnValue:
     """Log a staff member in; every failure gets the same message."""
     clinic = Clinic.get(db.session())

@@ -19,6 +19,7 @@ from scheduler.booking.operations import (
 from scheduler.booking.views import read_choice, refuse
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
+from scheduler.ratelimit import BOOKING, CHANGES, WAITLIST, rate_limited
 from scheduler.waitlist.forms import JoinForm, LeaveForm
 from scheduler.waitlist.models import EntryStatus, OfferStatus, WaitlistEntry, WaitlistOffer
 from scheduler.waitlist.operations import (
@@ -75,6 +76,7 @@ def day_choices(
 
 
 @blueprint.route("/waitlist", methods=["GET", "POST"])
+@rate_limited(WAITLIST)
 def join() -> ResponseReturnValue:
     """Ask who is waiting and on which days; ``POST`` puts them on the list."""
     clinic = clinic_or_503()
@@ -162,6 +164,7 @@ def entry(token: str) -> ResponseReturnValue:
 
 
 @blueprint.post("/waitlist/<token>/leave")
+@rate_limited(CHANGES)
 def leave(token: str) -> ResponseReturnValue:
     """Take the patient off the waitlist."""
     entry = _entry_or_404(token)
@@ -187,6 +190,7 @@ def _offer_or_404(token: str) -> WaitlistOffer:
 
 
 @blueprint.route("/w/<token>", methods=["GET", "POST"])
+@rate_limited(BOOKING)
 def offer(token: str) -> ResponseReturnValue:
     """Show a freed time offered to a waiting patient and, while it is open, book it."""
     clinic = clinic_or_503()
