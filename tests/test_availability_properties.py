@@ -591,17 +591,22 @@ def store(session: Session, case: Case) -> Stored:
             session.add(TimeOff(practitioner_id=practitioner.id, start_at=start, end_at=end))
         event = ExternalEvent(practitioner_id=practitioner.id, uid="busy@calendar.test")
         session.add(event)
+        # Each instance of a series has its own key (two may start together).
+        keys = (datetime(2000, 1, 1, tzinfo=UTC) + timedelta(hours=n) for n in itertools.count())
         for start, end in diary.busy_time:
             event.busy_times.append(
                 BusyTime(
-                    practitioner_id=practitioner.id, occurrence=start, start_at=start, end_at=end
+                    practitioner_id=practitioner.id,
+                    occurrence=next(keys),
+                    start_at=start,
+                    end_at=end,
                 )
             )
         # Cancelled busy time blocks nothing.
         event.busy_times.append(
             BusyTime(
                 practitioner_id=practitioner.id,
-                occurrence=case.now,
+                occurrence=next(keys),
                 start_at=datetime.combine(case.first_day, time(0), tzinfo=UTC),
                 end_at=datetime.combine(case.last_day + DAY, time(0), tzinfo=UTC),
                 cancelled=True,

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import recurring_ical_events
 import x_wr_timezone
-from icalendar import Calendar, Component
+from icalendar import Calendar, Component, vBroken
 
 from scheduler.calendars.reading import CalendarFileError, Limits
 from scheduler.timeutil import local_to_utc
@@ -51,6 +51,7 @@ MAX_TEXT_LENGTH = 500
 FIRST_YEAR, LAST_YEAR = 1900, 2999
 # How long one series' rule may take to expand, when its parts could make it never match.
 SERIES_SECONDS = 2.0
+_PAGE = timedelta(days=31)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,13 @@ def _standard_zones(calendar: Calendar, result: Expansion) -> Calendar:
         name = str(calendar.get("X-WR-TIMEZONE"))[:60]
         result.notes.append(f"X-WR-TIMEZONE {name!r} is not a known zone and was ignored ({exc})")
         return calendar
+    except OverflowError:  # a time such as 9999-12-31T23:59:59Z has no wall time in the zone
+        name = str(calendar.get("X-WR-TIMEZONE"))[:60]
+        result.notes.append(
+            f"X-WR-TIMEZONE {name!r} was ignored: a time in the calendar is too near the year "
+            "1 or 9999 to be moved into it"
+        )
+        return calendar
 
 
 def _by_uid(calendar: Calendar, result: Expansion) -> dict[str, list[Component]]:
@@ -197,6 +205,10 @@ def _by_uid(calendar: Calendar, result: Expansion) -> dict[str, list[Component]]
             result.problems.append(
                 f"{_describe('', [component])}: its UID is longer than {MAX_UID_LENGTH} characters"
             )
+        elif not uid.isprintable():  # PostgreSQL cannot even store a NUL
+            result.problems.append(
+                f"{_describe('', [component])}: its UID holds control characters"
+            )
         else:
             groups[uid].append(component)
     return groups
@@ -207,7 +219,7 @@ def _describe(uid: str, components: list[Component]) -> str:
     start = components[0].get("DTSTART") if components else None
     when = ""
     if start is not None and hasattr(start, "to_ical"):
-        when = f" at {start.to_ical().decode('ascii', 'replace')[:30]}"
+        when = f" at {clean_text(start.to_ical().decode('ascii', 'replace'), 30)}"
     name = f"{summary!r}" if summary else "an event"
     return f"event {name}{when}" + (f" (UID {clean_text(uid, 60)})" if uid else "")
 
@@ -255,14 +267,27 @@ class _Reader:
         newest = max(listed, key=lambda o: version_key(o.sequence, o.dtstamp))
         sequence, dtstamp = newest.sequence, newest.dtstamp
         summary = listed[0].summary
+        # The same instance twice: as with the master, the newest copy speaks for it.
+        by_key: dict[datetime, Occurrence] = {}
+        for one in sorted(listed, key=lambda o: version_key(o.sequence, o.dtstamp)):
+            by_key[one.key] = one
+        listed = [o for o in listed if by_key[o.key] is o]
         return Series(uid, False, False, sequence, dtstamp, summary, listed)
 
     def _check(self, component: Component) -> None:
         for name, message in component.errors:
             if str(name).upper() in _ESSENTIAL:
                 raise _Problem(f"its {name} cannot be read ({clean_text(str(message), 120)})")
+        for name in _ESSENTIAL:  # a copy (X-WR-TIMEZONE makes one) keeps no ``errors``
+            for prop in _as_list(component.get(name)):
+                if isinstance(prop, vBroken):
+                    message = clean_text(str(prop.parse_error), 120)
+                    raise _Problem(f"its {name} cannot be read ({message})")
         if "DTSTART" not in component and "RECURRENCE-ID" not in component:
             raise _Problem("it has no start (DTSTART)")
+        for name in ("DTSTART", "DTEND", "DURATION", "RECURRENCE-ID"):
+            if isinstance(component.get(name), list):
+                raise _Problem(f"it has more than one {name}")
         for name in _TIMED:
             for prop in _as_list(component.get(name)):
                 tzid = prop.params.get("TZID")
@@ -276,6 +301,10 @@ class _Reader:
             frequency = str(rule.get("FREQ", [""])[0]).upper()
             if frequency in _TOO_FREQUENT:
                 raise _Problem(f"it repeats {frequency.lower()}, which no busy time does")
+            # INTERVAL=0 sends the expansion round in a loop that eats memory until it dies.
+            interval = rule.get("INTERVAL", [1])[0]
+            if not isinstance(interval, int) or interval < 1:
+                raise _Problem(f"its RRULE has INTERVAL={interval}; it must be 1 or more")
 
     def _instant(self, value: date | datetime) -> datetime:
         """Return a start or end as a UTC instant: dates and floating times in the clinic's zone."""
@@ -294,7 +323,10 @@ class _Reader:
         self._bound_rules(master)
         # Instances the master generates carry its version; a moved one carries its own.
         version = _version(master)
-        moved = {self._instant(_when(c["RECURRENCE-ID"])) for c in instances}
+        # Expansion turns a DURATION into a DTEND on the wall clock, so each instance is given
+        # its own (a moved one's, else the master's) to measure as RFC 5545 does.
+        moved = {self._instant(_when(c["RECURRENCE-ID"])): _duration(c) for c in instances}
+        length = _duration(master)
         calendar = Calendar()
         for component in (*timezones, master, *instances):
             calendar.add_component(component)
@@ -303,11 +335,9 @@ class _Reader:
         guard = _time_limit(deadline) if _may_never_match(master) else nullcontext()
         try:
             with guard:
-                found = recurring_ical_events.of(calendar).after(self.window.start)
-                for event in islice(found, self.limits.max_occurrences + 1):
-                    occurrence = self._occurrence(event)
-                    if occurrence.start >= self.window.end:
-                        break
+                found = self._occurring(calendar)
+                for key, event in islice(found, self.limits.max_occurrences + 1):
+                    occurrence = self._occurrence(event, duration=moved.get(key, length))
                     if occurrence.key not in moved:
                         occurrence = replace(occurrence, sequence=version[0], dtstamp=version[1])
                     if self._wanted(occurrence):
@@ -322,7 +352,26 @@ class _Reader:
             raise _Problem(
                 f"it repeats more than {self.limits.max_occurrences} times within the window"
             )
-        return occurrences
+        return sorted(occurrences, key=lambda o: (o.start, o.key))
+
+    def _occurring(self, calendar: Calendar) -> Iterator[tuple[datetime, Component]]:
+        """Yield each occurrence overlapping the window once, with its key, a page at a time.
+
+        ``after()`` narrows its steps to 15 minutes wherever occurrences follow one another
+        without a gap (a daily all-day event), which takes minutes over the window; pages of a
+        month do not.
+        """
+        query = recurring_ical_events.of(calendar)
+        seen: set[datetime] = set()
+        start = self.window.start
+        while start < self.window.end:
+            end = min(start + _PAGE, self.window.end)
+            for event in query.between(start, end):
+                key = self._instant(_when(event.get("RECURRENCE-ID") or event["DTSTART"]))
+                if key not in seen:
+                    seen.add(key)
+                    yield key, event
+            start = end
 
     def _bound_rules(self, master: Component) -> None:
         """End open-ended rules at the window's end, so that nothing past it is worked out."""
@@ -350,19 +399,26 @@ class _Reader:
             and not occurrence.cancelled
         )
 
-    def _occurrence(self, event: Component, *, cancelled: bool = False) -> Occurrence:
+    def _occurrence(
+        self, event: Component, *, cancelled: bool = False, duration: timedelta | None = None
+    ) -> Occurrence:
         timed: Any = event  # an icalendar Event, which knows its start and end
+        if duration is None:
+            duration = _duration(event)
         try:
             start_value = timed.start
             end_value = timed.end
-        except (ValueError, TypeError, KeyError) as exc:
+            start = self._instant(start_value)
+            if duration is not None and isinstance(start_value, datetime):
+                end = self._after(start_value, duration)
+            else:
+                end = self._instant(end_value)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
             raise _Problem(f"its start or end cannot be read ({exc})") from exc
         if isinstance(start_value, datetime) and start_value.tzinfo is None:
             self.floating += 1
         key_prop = event.get("RECURRENCE-ID") or event.get("DTSTART")
         sequence, dtstamp = _version(event)
-        start = self._instant(start_value)
-        end = self._instant(end_value)
         if end < start:
             raise _Problem("it ends before it starts")
         return Occurrence(
@@ -378,6 +434,13 @@ class _Reader:
             attendees=tuple(_people(event.get("ATTENDEE"))),
             organizer=next(iter(_people(event.get("ORGANIZER"))), None),
         )
+
+    def _after(self, start: datetime, duration: timedelta) -> datetime:
+        """Return the instant ``duration`` after ``start`` as RFC 5545 measures it: days and
+        weeks on the wall clock, hours, minutes and seconds in real time, even across a change
+        of the clocks (adding to an aware datetime would count those on the wall clock too)."""
+        days = timedelta(days=duration.days)
+        return self._instant(start + days) + (duration - days)
 
     def _instance(self, component: Component, *, cancelled: bool) -> Occurrence:
         """Read a moved or cancelled instance sent on its own, without its master."""
@@ -395,7 +458,13 @@ class _Reader:
                 dtstamp=dtstamp,
                 cancelled=True,
             )
-        return self._occurrence(component, cancelled=cancelled)
+        occurrence = self._occurrence(component, cancelled=cancelled)
+        if occurrence.end == occurrence.start:
+            # Moved to no length at all, it blocks nothing, as if cancelled; the row that keeps
+            # its version still needs a length.
+            end = occurrence.start + timedelta(minutes=1)
+            occurrence = replace(occurrence, end=end, cancelled=True)
+        return occurrence
 
 
 class _OutOfTime(Exception):
@@ -448,6 +517,12 @@ def _when(prop: Any) -> date | datetime:
     if not isinstance(value, date):
         raise _Problem("its RECURRENCE-ID or DTSTART is not a date or a date-time")
     return value
+
+
+def _duration(component: Component) -> timedelta | None:
+    """Return the DURATION an event is measured by, if it has one (and no DTEND)."""
+    value = getattr(component.get("DURATION"), "dt", None)
+    return value if isinstance(value, timedelta) and "DTEND" not in component else None
 
 
 def _values(prop: Any) -> Iterator[date | datetime]:

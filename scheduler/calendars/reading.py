@@ -10,12 +10,14 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
 
 from icalendar import Calendar
+from icalendar.timezone import tzp
 
 UTF8_BOM = b"\xef\xbb\xbf"
 # Components that become events of their own, counted against ``Limits.max_events``.
@@ -207,13 +209,22 @@ def _decodes(line: bytes, charset: str) -> bool:
     return True
 
 
+# icalendar keeps the zones of the VTIMEZONEs it reads in one cache for the whole process, and
+# the first definition of a name wins: Outlook names every zone "Customized Time Zone", so a
+# New York invite would keep the Berlin rules of one read before. Each file is read with an
+# empty cache, one at a time, and so sees only its own zones.
+_ZONE_CACHE = threading.Lock()
+
+
 def _parse(text: _Text, limits: Limits) -> list[Calendar]:
     """Check the structure line by line, then let icalendar parse it."""
     _check_structure(text, limits)
     try:
-        calendars = Calendar.from_ical("\r\n".join(text.lines), multiple=True)
+        with _ZONE_CACHE:
+            tzp.use_zoneinfo()  # which empties the cache
+            calendars = Calendar.from_ical("\r\n".join(text.lines), multiple=True)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise CalendarFileError(f"the calendar could not be read: {exc}") from exc
+        raise CalendarFileError(f"the calendar could not be read: {_clean(str(exc), 200)}") from exc
     return list(calendars)
 
 
