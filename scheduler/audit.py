@@ -1,4 +1,4 @@
-"""The audit trail: who created, changed, cancelled, exported or erased what, and when.
+"""The audit trail: who created, changed, cancelled, viewed, exported or erased what, and when.
 
 Operations write an :class:`AuditEvent` beside each change in the same transaction, so the
 trail can never say something happened that did not, or miss something that did.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -27,6 +27,7 @@ class AuditAction(enum.StrEnum):
     IMPORTED = "imported"
     PATIENT_UPDATED = "patient_updated"
     PATIENT_EXPORTED = "patient_exported"
+    RECORD_VIEWED = "record_viewed"
     PATIENT_ERASED = "patient_erased"
     INTAKE_UPDATED = "intake_updated"
     ROOM_CHANGED = "room_changed"
@@ -113,3 +114,53 @@ def trail(
     if patient_id is not None:
         query = query.where(AuditEvent.patient_id == patient_id)
     return list(session.scalars(query))
+
+
+# A staff member who reloads a record, or opens it again a few minutes later, is still on the
+# same look at it: one entry per person, record and place within this window keeps the trail
+# readable without losing who looked, where, and about when.
+VIEW_WINDOW = timedelta(minutes=10)
+
+
+class Viewed(enum.StrEnum):
+    """Where a patient's record, or its health answers, were shown."""
+
+    PATIENT_PAGE = "patient page"
+    PATIENT_API = "patient, through the staff API"
+    BOOKING_PAGE = "health answers on the booking page"
+    BOOKING_API = "health answers, through the staff API"
+
+
+def record_view(
+    session: Session,
+    *,
+    actor: Actor,
+    where: Viewed,
+    now: datetime,
+    patient_id: int,
+    booking_id: int | None = None,
+) -> AuditEvent | None:
+    """Note that a staff member was shown a patient's record; ``None`` when the same person
+    saw the same thing in the same place within :data:`VIEW_WINDOW`."""
+    recent = session.scalar(
+        select(AuditEvent.id)
+        .where(
+            AuditEvent.action == AuditAction.RECORD_VIEWED,
+            AuditEvent.patient_id == patient_id,
+            AuditEvent.actor == actor.label[:254],
+            AuditEvent.detail == where.value,
+            AuditEvent.at > now - VIEW_WINDOW,
+        )
+        .limit(1)
+    )
+    if recent is not None:
+        return None
+    return record(
+        session,
+        actor=actor,
+        action=AuditAction.RECORD_VIEWED,
+        now=now,
+        patient_id=patient_id,
+        booking_id=booking_id,
+        detail=where.value,
+    )

@@ -1,4 +1,4 @@
-"""Helpers the views share: the clock, the clinic, absolute URLs."""
+"""Helpers the views share: the clock, the clinic, absolute URLs, noting who looked."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 
 from flask import abort, current_app, url_for
 
+from scheduler.audit import Actor, Viewed, record_view
 from scheduler.clinic.models import Clinic
+from scheduler.db import begin_write
 from scheduler.extensions import db
 
 
@@ -33,3 +35,18 @@ def external_url(endpoint: str, **values: Any) -> str:
 def uid_host() -> str:
     """Return the host name that calendar UIDs end with."""
     return urlsplit(current_app.config["BASE_URL"]).hostname or "localhost"
+
+
+def note_view(actor: Actor, where: Viewed, patient_id: int, booking_id: int | None = None) -> None:
+    """Record in the audit trail that a GET showed a patient's record, and commit.
+
+    The request has read without the write lock; the note is written in a transaction of its
+    own that takes it, so on SQLite it waits for other writers instead of failing.
+    """
+    session = db.session()
+    session.rollback()
+    begin_write(session)
+    record_view(
+        session, actor=actor, where=where, now=now(), patient_id=patient_id, booking_id=booking_id
+    )
+    session.commit()

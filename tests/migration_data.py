@@ -658,6 +658,14 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
     audit("room_changed", "0010", actor=f"admin{b}@clinic.test", user_id=admin, booking_id=live)
     audit("approved", "0010", actor=f"admin{b}@clinic.test", user_id=admin, booking_id=live)
     audit("declined", "0010", actor=f"admin{b}@clinic.test", user_id=admin, booking_id=declined)
+    audit(
+        "record_viewed",
+        "0013",
+        actor=f"admin{b}@clinic.test",
+        user_id=admin,
+        patient_id=alex,
+        detail="patient page",
+    )
 
     add(
         "intakes",

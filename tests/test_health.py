@@ -4,13 +4,19 @@ are behind."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 
 from scheduler import create_app
 from scheduler.extensions import db
 from scheduler.webhooks.models import Webhook, WebhookEvent, WebhookSubscription
 from tests.conftest import NOW, london
+
+_SCRIPTS = ScriptDirectory(str(Path(__file__).parent.parent / "migrations"))
+HEAD = _SCRIPTS.get_current_head()
+BEFORE_HEAD = _SCRIPTS.get_revision(HEAD).down_revision
 
 
 def health(client):
@@ -26,7 +32,7 @@ def test_a_migrated_database_with_nothing_waiting_is_healthy(client, setup):
     assert report["status"] == "ok"
     assert report["database"] == {"status": "ok"}
     assert report["migrations"]["status"] == "ok"
-    assert report["migrations"]["current"] == report["migrations"]["expected"] == ["0012"]
+    assert report["migrations"]["current"] == report["migrations"]["expected"] == [HEAD]
     assert report["backlog"] == {
         "status": "ok",
         "mail_seconds": None,
@@ -75,7 +81,7 @@ def test_webhook_deliveries_waiting_count_unless_their_webhook_is_off(
 def test_a_database_behind_the_migrations_is_not_ready(app, client, setup):
     with app.app_context():
         db.session.remove()
-        downgrade(revision="0011")
+        downgrade(revision="-1")
     try:
         status, report = health(client)
     finally:
@@ -84,7 +90,11 @@ def test_a_database_behind_the_migrations_is_not_ready(app, client, setup):
 
     assert status == 503
     assert report["status"] == "failing"
-    assert report["migrations"] == {"status": "behind", "current": ["0011"], "expected": ["0012"]}
+    assert report["migrations"] == {
+        "status": "behind",
+        "current": [BEFORE_HEAD],
+        "expected": [HEAD],
+    }
     assert health(client)[0] == 200, "ready again once upgraded"
 
 
@@ -114,8 +124,8 @@ def test_a_database_upgraded_by_newer_code_is_ahead_and_still_served(app, client
         status, report = health(client)
     finally:
         with app.app_context(), db.engine.begin() as connection:
-            connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0012'")
+            connection.exec_driver_sql(f"UPDATE alembic_version SET version_num = '{HEAD}'")
 
     assert status == 200
     assert report["status"] == "ok"
-    assert report["migrations"] == {"status": "ahead", "current": ["9999"], "expected": ["0012"]}
+    assert report["migrations"] == {"status": "ahead", "current": ["9999"], "expected": [HEAD]}

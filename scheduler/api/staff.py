@@ -50,7 +50,7 @@ from scheduler.api.staff_schemas import (
 )
 from scheduler.api.staff_schemas import Counts as CountsOut
 from scheduler.api.views import ApiError, blueprint, book_request, parse_body
-from scheduler.audit import Actor
+from scheduler.audit import Actor, Viewed
 from scheduler.booking.courses import progress
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.booking.operations import BookingError, set_status
@@ -71,7 +71,7 @@ from scheduler.staff.diary import Block, agendas
 from scheduler.staff.models import ApiToken, Role, User
 from scheduler.staff.tokens import find_token, mark_used, use_due
 from scheduler.timeutil import checked_instant
-from scheduler.web import clinic_or_503, external_url, now
+from scheduler.web import clinic_or_503, external_url, note_view, now
 
 P = ParamSpec("P")
 Model = TypeVar("Model", bound=BaseModel)
@@ -479,7 +479,11 @@ def staff_create_booking() -> ResponseReturnValue:
 def staff_booking(booking_id: int) -> ResponseReturnValue:
     """Show one booking, with the health answers for those who may read them."""
     clinic = clinic_or_503()
-    return _json(_booking_detail(clinic, _visible_booking(booking_id)))
+    booking = _visible_booking(booking_id)
+    detail = _booking_detail(clinic, booking)
+    if detail.intake is not None:
+        note_view(_actor(), Viewed.BOOKING_API, booking.patient_id, booking.id)
+    return _json(detail)
 
 
 @blueprint.post("/staff/bookings/<int:booking_id>/status")
@@ -580,6 +584,7 @@ def staff_patient(patient_id: int) -> ResponseReturnValue:
     patient = visible_patient(db.session(), patient_id, scope) if patient_id <= MAX_ID else None
     if patient is None:
         raise ApiError(404, "There is no patient with that id that this token may see.")
+    note_view(_actor(), Viewed.PATIENT_API, patient.id)
     shown = patient_record(db.session(), patient, practitioner_ids=scope, now=now())
     tz = clinic.tz
     may_read_health = _user().role in (Role.ADMIN, Role.PRACTITIONER)

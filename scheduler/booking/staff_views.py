@@ -17,7 +17,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select
 
-from scheduler.audit import trail
+from scheduler.audit import Viewed, trail
 from scheduler.booking.approvals import (
     approve_booking,
     approve_course,
@@ -64,10 +64,16 @@ from scheduler.extensions import db
 from scheduler.notifications.models import Notification
 from scheduler.patients.models import Patient
 from scheduler.patients.operations import patient_matches
-from scheduler.staff.auth import current_staff, practitioners_visible_to, staff_actor, staff_only
+from scheduler.staff.auth import (
+    current_staff,
+    may_see_health,
+    practitioners_visible_to,
+    staff_actor,
+    staff_only,
+)
 from scheduler.staff.models import Role
 from scheduler.timeutil import day_bounds
-from scheduler.web import clinic_or_503, now
+from scheduler.web import clinic_or_503, note_view, now
 
 blueprint = Blueprint("bookings", __name__, url_prefix="/staff/bookings")
 
@@ -271,8 +277,12 @@ def _detail_page(
 @blueprint.get("/<int:booking_id>")
 @staff_only()
 def detail(booking_id: int) -> ResponseReturnValue:
-    """One booking: the visit, the patient, what can be done, and its history."""
-    return _detail_page(_booking_or_404(booking_id))
+    """One booking: the visit, the patient, what can be done, and its history. Showing the
+    patient's health answers is recorded in the audit trail."""
+    booking = _booking_or_404(booking_id)
+    if booking.patient.intake is not None and may_see_health(booking.practitioner_id):
+        note_view(staff_actor(), Viewed.BOOKING_PAGE, booking.patient_id, booking.id)
+    return _detail_page(booking)
 
 
 @blueprint.post("/<int:booking_id>/status")

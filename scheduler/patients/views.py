@@ -23,7 +23,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from scheduler.audit import Actor
+from scheduler.audit import Actor, Viewed
 from scheduler.extensions import db
 from scheduler.patients.forms import DetailsForm, EraseForm, ExportForm
 from scheduler.patients.models import Patient
@@ -39,7 +39,7 @@ from scheduler.patients.operations import (
 )
 from scheduler.staff.auth import practitioners_visible_to, staff_only
 from scheduler.staff.models import Role, User
-from scheduler.web import clinic_or_503, now
+from scheduler.web import clinic_or_503, note_view, now
 
 blueprint = Blueprint("patients", __name__, url_prefix="/staff/patients")
 
@@ -132,8 +132,11 @@ def _patient_page(
 @blueprint.get("/<int:patient_id>")
 @staff_only()
 def detail(patient_id: int) -> ResponseReturnValue:
-    """Show a patient: contact details, visits, counts and the audit trail."""
-    return _patient_page(_patient_or_404(patient_id))
+    """Show a patient: contact details, visits, counts and the audit trail; the look is
+    recorded in that trail."""
+    patient = _patient_or_404(patient_id)
+    note_view(_actor(), Viewed.PATIENT_PAGE, patient.id)
+    return _patient_page(patient)
 
 
 @blueprint.post("/<int:patient_id>/details")
