@@ -4,6 +4,7 @@ answers in real flows and under schemathesis, and readable as a page."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -11,9 +12,11 @@ import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from pydantic import ValidationError
+from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
@@ -504,3 +507,59 @@ def test_generated_calls_on_a_real_booking_and_waitlist_place_match_the_document
 
         with subtests.test(operation.label):
             call()
+
+
+def on_the_clinics_ids(setup: Any) -> Any:
+    """A generated booking body, re-aimed at a real treatment, practitioner (or anyone) and a
+    time in Tuesday's working hours, so it reaches the booking code, not the id checks."""
+    targets = st.tuples(
+        st.sampled_from([setup.follow_up.id, setup.initial.id]),
+        st.sampled_from([setup.mei.id, setup.james.id, None]),
+        st.sampled_from(["09:00", "10:00", "11:30", "14:00", "16:15"]),
+        st.booleans(),
+    )
+
+    def aim(generated: tuple[Any, tuple[int, int | None, str, bool]]) -> Any:
+        case, (service, practitioner, hhmm, consent) = generated
+        if isinstance(case.body, dict):
+            case.body.update(
+                service=service,
+                practitioner=practitioner,
+                start=london(TUESDAY, hhmm).isoformat(),
+            )
+            if service == setup.initial.id:
+                case.body["intake"] = {"medications": "", "conditions": [], "consent": consent}
+        return case
+
+    return aim, targets
+
+
+def test_generated_bookings_and_slot_queries_on_real_ids_reach_the_handlers(app, setup, subtests):
+    schema = schemathesis.openapi.from_wsgi(OPENAPI, app)
+    aim, targets = on_the_clinics_ids(setup)
+    strategies = {
+        "POST /api/v1/bookings": st.tuples(
+            schema["/api/v1/bookings"]["POST"].as_strategy(GenerationMode.POSITIVE), targets
+        ).map(aim),
+        "GET /api/v1/slots": schema["/api/v1/slots"]["GET"].as_strategy(
+            GenerationMode.POSITIVE,
+            query={"service": setup.follow_up.id, "start": TUESDAY, "end": "2026-11-27"},
+        ),
+    }
+    answered: Counter[tuple[str, int]] = Counter()
+
+    for label, strategy in strategies.items():
+
+        @given(case=strategy)
+        @GENERATION
+        def call(case: Any) -> None:
+            response = case.call_and_validate(excluded_checks=EXCLUDED_CHECKS)
+            answered[(case.operation.label, response.status_code)] += 1
+
+        with subtests.test(label):
+            call()
+
+    statuses = {label: {s for (seen, s) in answered if seen == label} for label in strategies}
+    assert 201 in statuses["POST /api/v1/bookings"], statuses
+    assert 409 in statuses["POST /api/v1/bookings"], "a time booked twice is refused"
+    assert 200 in statuses["GET /api/v1/slots"], statuses
