@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app scheduler
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format translations bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	touch $@ $(VENV)/.installed
+
+# Benchmarks against a floor taken in the same run (docs/performance.md); BENCH_DATABASE_URL
+# runs them on PostgreSQL, BENCH_ARGS passes options (python -m bench --help).
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -39,6 +48,13 @@ lint: $(VENV)/.installed-test
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# New messages from the code and templates go into every language's .po, to translate there
+# (the app reads the .po itself: scheduler/i18n.py says why there are no .mo files).
+translations: $(VENV)/.installed
+	$(BIN)/pybabel --quiet extract -F babel.cfg -k _l --no-location -o $(VENV)/messages.pot .
+	$(BIN)/pybabel --quiet update -i $(VENV)/messages.pot -d scheduler/translations \
+		--no-fuzzy-matching --ignore-obsolete
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
