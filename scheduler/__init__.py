@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.from_mapping(config.from_environment(app.instance_path))
     app.config["CLOCK"] = utcnow
+    # How old a staff login is goes by the wall clock, even where tests move CLOCK.
+    app.config["SESSION_CLOCK"] = time.time
     if test_config:
         app.config.from_mapping(test_config)
     register_proxy_fix(app)
@@ -51,14 +54,19 @@ def register_extensions(app: Flask) -> None:
     from scheduler import models  # noqa: F401
     from scheduler.eventlog import init_app as init_event_log
     from scheduler.extensions import csrf, db, login_manager, migrate
+    from scheduler.i18n import init_app as init_languages
     from scheduler.ratelimit import init_app as init_rate_limits
     from scheduler.security import init_app as init_security
     from scheduler.staff.auth import init_app as init_auth
+    from scheduler.web import apply_body_limit
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True)
+    # Before CSRFProtect's check, which reads the body: a calendar upload may be larger.
+    app.before_request(apply_body_limit)
     csrf.init_app(app)
     login_manager.init_app(app)
+    init_languages(app)
     init_auth()
     init_event_log(app)
     # Its check runs before the write lock's (register_write_lock): a refused request never

@@ -102,6 +102,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
     if url.startswith("postgresql"):
         engine_options = {"pool_pre_ping": True}
     base_url = os.environ.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    https = base_url.startswith("https://")
     return {
         "SECRET_KEY": secret_key(instance_path),
         "SQLALCHEMY_DATABASE_URI": url,
@@ -143,5 +144,12 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "CALENDAR_IMPORT_SECONDS": _number("CALENDAR_IMPORT_SECONDS", 60),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": base_url.startswith("https://"),
+        "SESSION_COOKIE_SECURE": https,
+        # Over https the cookie's "__Host-" name makes browsers refuse it from any other host
+        # of the clinic's domain (another subdomain cannot plant or overwrite a session).
+        "SESSION_COOKIE_NAME": "__Host-session" if https else "session",
+        # A staff login ends after this many minutes without a request, and after this many
+        # hours however busy (OWASP ASVS 3.3.2); see scheduler/staff/auth.py.
+        "STAFF_SESSION_IDLE_MINUTES": _number("STAFF_SESSION_IDLE_MINUTES", 30),
+        "STAFF_SESSION_MAX_HOURS": _number("STAFF_SESSION_MAX_HOURS", 12),
     }

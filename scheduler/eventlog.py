@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -22,20 +23,53 @@ from scheduler.booking.models import Booking
 from scheduler.unitofwork import OnCommit
 
 logger = logging.getLogger("scheduler.events")
+# What a mail server's refusal ("550 <ann@example.org>: no such user") or an address with a
+# password in it (https://user:secret@host/) would otherwise bring into a log line.
+EMAIL_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"'/@]+@[^\s<>()\[\]\\,;:\"'/@]+")
+# PostgreSQL's own error messages repeat the values of the row that broke a constraint.
+ERROR_DETAIL = re.compile(r"^DETAIL: .*$", re.MULTILINE)
+HIDDEN = "[address hidden]"
+
+
+def redact(text: str) -> str:
+    """``text`` without email addresses and without the values a database error repeats."""
+    return EMAIL_ADDRESS.sub(HIDDEN, ERROR_DETAIL.sub("DETAIL: [hidden]", text))
+
+
+class PrivateLines(logging.Filter):
+    """Keep a record's message to one line, so that nothing a client sent (a path, say) can
+    start a line of its own in the log, and keep addresses and a failing row's values out of
+    the message and its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = redact(record.getMessage())
+        record.msg = message.replace("\r", "\\r").replace("\n", "\\n")
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
 
 
 def init_app(app: Flask) -> None:
     """Let the event lines through (Python's loggers pass only warnings by default) to the
     app's logger, whose handler Flask adds unless logging is configured (stderr, which
-    gunicorn and systemd collect)."""
+    gunicorn and systemd collect); keep the app's own lines private and one line each."""
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
+    if not any(isinstance(f, PrivateLines) for f in app.logger.filters):
+        app.logger.addFilter(PrivateLines())
     app.logger.debug("event log on %s", logger.name)
 
 
+def _scrubbed(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) else value
+
+
 def emit(event: str, at: datetime, **fields: Any) -> None:
-    """Log ``{"event": event, "at": …, **fields}`` as one line of JSON."""
-    logger.info(json.dumps({"event": event, "at": at.isoformat(), **fields}))
+    """Log ``{"event": event, "at": …, **fields}`` as one line of JSON, with any email
+    address in a text field hidden."""
+    scrubbed = {name: _scrubbed(value) for name, value in fields.items()}
+    logger.info(json.dumps({"event": event, "at": at.isoformat(), **scrubbed}))
 
 
 def _emit_all(lines: list[dict[str, Any]]) -> None:

@@ -103,4 +103,11 @@ def _transport_and_caching(response: Response) -> Response:
     # A view that chose its own caching (the calendar feed) keeps it.
     if private and "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"
+    # An API answer opened in a browser is saved, never shown as a page (OWASP ASVS 14.4.2).
+    if (
+        request.path.startswith("/api/")
+        and response.mimetype == "application/json"
+        and "Content-Disposition" not in response.headers
+    ):
+        response.headers["Content-Disposition"] = 'attachment; filename="api.json"'
     return response

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, url_for
+from flask import abort, current_app, request, session, url_for
 
 from scheduler.audit import Actor, Viewed, record_view
 from scheduler.clinic.models import Clinic
 from scheduler.db import begin_write
 from scheduler.extensions import db
+
+View = TypeVar("View", bound=Callable[..., Any])
 
 
 def now() -> datetime:
@@ -37,6 +41,17 @@ def uid_host() -> str:
     return urlsplit(current_app.config["BASE_URL"]).hostname or "localhost"
 
 
+# What every token in a link is made of (``secrets.token_urlsafe``, at most its column's 64).
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def token_shaped(token: str) -> bool:
+    """Tell whether ``token`` from a URL could be one of ours. Anything else is not looked up
+    at all: it is a 404 like any miss, where PostgreSQL would refuse a NUL byte with an error.
+    """
+    return _TOKEN.fullmatch(token) is not None
+
+
 def note_view(actor: Actor, where: Viewed, patient_id: int, booking_id: int | None = None) -> None:
     """Record in the audit trail that a GET showed a patient's record, and commit.
 
@@ -50,3 +65,27 @@ def note_view(actor: Actor, where: Viewed, patient_id: int, booking_id: int | No
         session, actor=actor, where=where, now=now(), patient_id=patient_id, booking_id=booking_id
     )
     session.commit()
+
+
+def accepts_bodies_up_to(limit: Callable[[Mapping[str, Any]], int]) -> Callable[[View], View]:
+    """Let a view take bodies of up to ``limit(app.config)`` bytes from a logged-in user,
+    instead of ``MAX_CONTENT_LENGTH`` (calendar uploads). Put it under ``staff_only``."""
+
+    def mark(view: View) -> View:
+        view.body_limit = limit  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def apply_body_limit() -> None:
+    """Raise this request's body limit when its view accepts larger bodies.
+
+    It runs before CSRFProtect's check, which reads the form and so enforces the limit before
+    the view is called. Only a session that is logged in gets the larger limit (checked
+    without a query, so the write lock is still the first thing a request takes).
+    """
+    view = current_app.view_functions.get(request.endpoint or "")
+    limit = getattr(view, "body_limit", None)
+    if limit is not None and "_user_id" in session:
+        request.max_content_length = limit(current_app.config)

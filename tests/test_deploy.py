@@ -245,9 +245,9 @@ class Visitor:
             connection.close()
         for cookie in answer.headers.get_all("Set-Cookie") or []:
             name, _, rest = cookie.partition("=")
-            if name == "session":
+            if name in ("session", "__Host-session"):  # "__Host-" over https
                 value = rest.split(";")[0]
-                self.cookie = f"session={value}" if value else None
+                self.cookie = f"{name}={value}" if value else None
         return answer
 
 

@@ -23,7 +23,9 @@ from scheduler.timeutil import EARLIEST, LATEST, checked_instant
 
 Id = Annotated[int, Field(strict=True, gt=0, lt=2**31)]
 Instant = Annotated[AwareDatetime, AfterValidator(checked_instant)]
-OneLine = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]*$")]
+OneLine = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$")
+]
 
 
 class Strict(BaseModel):
@@ -119,10 +121,22 @@ class SlotQuery(BaseModel):
     practitioner: Annotated[int, Field(gt=0, lt=2**31)] | None = None
 
 
+# A body with thousands of unknown keys gets this many named, not an answer larger than it.
+MAX_FIELD_ERRORS = 50
+
+
 def field_errors(error: ValidationError) -> dict[str, str]:
-    """Turn pydantic's errors into ``{"dotted.field": "message"}``."""
+    """Turn pydantic's errors into ``{"dotted.field": "message"}`` (the first
+    :data:`MAX_FIELD_ERRORS` of them, and how many more under ``body``)."""
     fields: dict[str, str] = {}
-    for item in error.errors(include_url=False):
+    items = error.errors(include_url=False)
+    named = {".".join(str(part) for part in item["loc"]) for item in items}
+    if len(named) > MAX_FIELD_ERRORS:
+        more = len(named) - MAX_FIELD_ERRORS + 1
+        fields["body"] = f"{more} more fields need fixing; fix the ones named here first."
+    for item in items:
+        if len(fields) >= MAX_FIELD_ERRORS:
+            break
         name = ".".join(str(part) for part in item["loc"]) or "body"
         message = item["msg"]
         if item["type"] == "string_pattern_mismatch":

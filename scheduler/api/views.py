@@ -50,7 +50,7 @@ from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
 from scheduler.patients.intake import IntakeAnswers
 from scheduler.ratelimit import BOOKING, CHANGES, SLOTS, rate_limited
-from scheduler.web import clinic_or_503, now, uid_host
+from scheduler.web import clinic_or_503, now, token_shaped, uid_host
 from scheduler.webhooks.operations import booking_data
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -86,8 +86,13 @@ def parse_body(model: type[Model], *, optional: bool = False) -> Model:
         raise ApiError(415, "Send the body as JSON with Content-Type: application/json.")
     try:
         payload = json.loads(request.get_data())
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise ApiError(400, "The body is not valid JSON.") from exc
+    except RecursionError as exc:
+        # Too deep to read at all, so whether it is well formed is not known either.
+        raise ApiError(
+            400, "The body is nested too deeply to read; no call takes more than a few levels."
+        ) from exc
     if not isinstance(payload, dict):
         raise ApiError(422, "The body must be a JSON object.")
     try:
@@ -144,7 +149,11 @@ def _practitioner(practitioner_id: int | None, field: str = "practitioner") -> P
 
 
 def _booking(token: str) -> Booking:
-    booking = db.session.scalars(select(Booking).where(Booking.manage_token == token)).first()
+    booking = (
+        db.session.scalars(select(Booking).where(Booking.manage_token == token)).first()
+        if token_shaped(token)
+        else None
+    )
     if booking is None:
         raise ApiError(404, "No booking has that token.")
     return booking

@@ -18,7 +18,7 @@ from scheduler.extensions import db
 from scheduler.ratelimit import CHANGES, WAITLIST, rate_limited
 from scheduler.waitlist.models import WaitlistEntry
 from scheduler.waitlist.operations import WaitlistError, is_over, join_waitlist, leave_waitlist
-from scheduler.web import clinic_or_503, external_url, now
+from scheduler.web import clinic_or_503, external_url, now, token_shaped
 
 
 def entry_json(clinic: Clinic, entry: WaitlistEntry) -> dict[str, Any]:
@@ -48,7 +48,11 @@ def entry_json(clinic: Clinic, entry: WaitlistEntry) -> dict[str, Any]:
 
 
 def _entry(token: str) -> WaitlistEntry:
-    entry = db.session.scalars(select(WaitlistEntry).where(WaitlistEntry.token == token)).first()
+    entry = (
+        db.session.scalars(select(WaitlistEntry).where(WaitlistEntry.token == token)).first()
+        if token_shaped(token)
+        else None
+    )
     if entry is None:
         raise ApiError(404, "No waitlist entry has that token.")
     return entry

@@ -20,6 +20,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, ngettext
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 
@@ -60,7 +61,7 @@ from scheduler.patients.forms import IntakeForm
 from scheduler.patients.intake import IntakeError, record_intake
 from scheduler.ratelimit import BOOKING, CHANGES, rate_limited
 from scheduler.timeutil import parse_iso_datetime
-from scheduler.web import clinic_or_503, now, uid_host
+from scheduler.web import clinic_or_503, now, token_shaped, uid_host
 
 blueprint = Blueprint("booking", __name__)
 
@@ -90,11 +91,13 @@ def read_choice(args: Mapping[str, str]) -> Choice:
     treatment = practitioner = None
     service_id = _read_id(args, "service")
     if service_id is None:
-        errors["service"] = "Please choose a treatment."
+        errors["service"] = gettext("Please choose a treatment.")
     else:
         treatment = db.session.get(Treatment, service_id) if service_id > 0 else None
         if treatment is None or not treatment.active:
-            errors["service"] = "That treatment is not offered; please choose one from the list."
+            errors["service"] = gettext(
+                "That treatment is not offered; please choose one from the list."
+            )
             treatment = None
     practitioner_id = _read_id(args, "practitioner")
     if practitioner_id is not None:
@@ -102,10 +105,16 @@ def read_choice(args: Mapping[str, str]) -> Choice:
             db.session.get(Practitioner, practitioner_id) if practitioner_id > 0 else None
         )
         if practitioner is None or not practitioner.active:
-            errors["practitioner"] = "That practitioner is not available; please choose another."
+            errors["practitioner"] = gettext(
+                "That practitioner is not available; please choose another."
+            )
             practitioner = None
         elif treatment is not None and treatment not in practitioner.treatments:
-            errors["practitioner"] = f"{practitioner.name} does not give {treatment.name}."
+            errors["practitioner"] = gettext(
+                "%(practitioner)s does not give %(treatment)s.",
+                practitioner=practitioner.name,
+                treatment=treatment.name,
+            )
     return Choice(treatment, practitioner, errors)
 
 
@@ -337,9 +346,8 @@ def confirm() -> ResponseReturnValue:
     choice = read_choice(request.args)
     start = read_start(request.args.get("start"))
     if choice.errors or choice.treatment is None or start is None:
-        message = (
-            next(iter(choice.errors.values()), None)
-            or "Please choose a time from the list of free times."
+        message = next(iter(choice.errors.values()), None) or gettext(
+            "Please choose a time from the list of free times."
         )
         return render_template("booking/invalid.html", clinic=clinic, message=message), 400
     treatment = choice.treatment
@@ -347,9 +355,9 @@ def confirm() -> ResponseReturnValue:
     attempt = book_from_form(form, clinic, treatment, choice.practitioner, start, PATIENT)
     if attempt.booking is not None:
         if attempt.booking.awaiting_approval:
-            flash("Your request is received: the clinic will confirm it by email.", "info")
+            flash(gettext("Your request is received: the clinic will confirm it by email."), "info")
         else:
-            flash("Your session is booked. We look forward to seeing you.", "success")
+            flash(gettext("Your session is booked. We look forward to seeing you."), "success")
         return redirect(url_for("booking.manage", token=attempt.booking.manage_token), 303)
     status, alternatives = attempt.status, attempt.alternatives
     return (
@@ -369,6 +377,8 @@ def confirm() -> ResponseReturnValue:
 
 
 def _booking_or_404(token: str) -> Booking:
+    if not token_shaped(token):
+        abort(404)
     booking = db.session.scalars(select(Booking).where(Booking.manage_token == token)).first()
     if booking is None:
         abort(404)
@@ -430,7 +440,7 @@ def reschedule(token: str) -> ResponseReturnValue:
     alternatives: list[Slot] = []
     if form.validate_on_submit():
         if start is None:
-            form.form_errors.append("Please choose a new time from the list.")
+            form.form_errors.append(gettext("Please choose a new time from the list."))
             status = 422
         else:
             try:
@@ -453,9 +463,9 @@ def reschedule(token: str) -> ResponseReturnValue:
             else:
                 db.session.commit()
                 flash(
-                    f"Your {len(moved)} sessions have been moved."
+                    gettext("Your %(count)d sessions have been moved.", count=len(moved))
                     if len(moved) > 1
-                    else "Your booking has been moved.",
+                    else gettext("Your booking has been moved."),
                     "success",
                 )
                 return redirect(url_for("booking.manage", token=token), 303)
@@ -521,15 +531,26 @@ def cancel(token: str) -> ResponseReturnValue:
             status, _ = refuse(form, exc)
         else:
             db.session.commit()
-            what = "Your booking is" if len(sessions) == 1 else f"Your {len(sessions)} sessions are"
+            count = len(sessions)
             if booking.late_cancellation:
                 flash(
-                    f"{what} cancelled. As it was less than {clinic.late_cancel_hours} "
-                    "hours before the visit, it is recorded as a late cancellation.",
+                    ngettext(
+                        "Your booking is cancelled. As it was less than %(hours)d hours before "
+                        "the visit, it is recorded as a late cancellation.",
+                        "Your %(num)d sessions are cancelled. As it was less than %(hours)d hours "
+                        "before the visit, it is recorded as a late cancellation.",
+                        count,
+                        hours=clinic.late_cancel_hours,
+                    ),
                     "warning",
                 )
             else:
-                flash(f"{what} cancelled.", "success")
+                flash(
+                    ngettext(
+                        "Your booking is cancelled.", "Your %(num)d sessions are cancelled.", count
+                    ),
+                    "success",
+                )
             return redirect(url_for("booking.manage", token=token), 303)
     elif request.method == "POST":
         status = 422
@@ -550,7 +571,7 @@ def cancel(token: str) -> ResponseReturnValue:
 @blueprint.route("/b/<token>/intake", methods=["GET", "POST"])
 @rate_limited(CHANGES)
 def intake(token: str) -> ResponseReturnValue:
-    """Let the patient correct their health answers before the visit (consent is asked again)."""
+    """Let the patient add to their health answers before the visit (consent is asked again)."""
     clinic = clinic_or_503()
     booking = _booking_or_404(token)
     changeable = is_changeable(booking, now())
@@ -571,12 +592,12 @@ def intake(token: str) -> ResponseReturnValue:
             status = 422
         else:
             db.session.commit()
-            flash("Thank you: your answers are updated.", "success")
+            flash(gettext("Thank you: your answers are updated."), "success")
             return redirect(url_for("booking.manage", token=token), 303)
     elif form.is_submitted():
         status = 422 if changeable else 409
-    else:
-        form.fill_from(booking.patient.intake)
+    # The form starts empty: the answers on file are never shown here, since whoever books
+    # with a patient's email address holds a link like this one.
     return render_template(
         "booking/intake.html", clinic=clinic, booking=booking, form=form, changeable=changeable
     ), status

@@ -9,7 +9,7 @@ from scheduler.calendars.export import practitioner_feed
 from scheduler.calendars.feeds import feed_bookings, feed_version, feed_window
 from scheduler.clinic.models import Practitioner
 from scheduler.extensions import db
-from scheduler.web import clinic_or_503, now
+from scheduler.web import clinic_or_503, now, token_shaped
 
 blueprint = Blueprint("calendars", __name__)
 
@@ -18,6 +18,8 @@ blueprint = Blueprint("calendars", __name__)
 def feed(token: str) -> Response:
     """Serve a practitioner's feed; a poll with a current ETag or date gets 304."""
     clinic = clinic_or_503()
+    if not token_shaped(token):
+        abort(404)
     practitioner = db.session.scalars(
         select(Practitioner).where(Practitioner.feed_token == token)
     ).first()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -14,6 +15,17 @@ from scheduler.calendars.export import clean_text
 from scheduler.clinic.models import Clinic
 from scheduler.notifications.models import NotificationKind
 from scheduler.patients.models import Patient
+
+# The characters that make a display name need quotes. Python's email package can drop those
+# quotes when it folds a long header (3.11.7 does), and "Eve, evil@example.com <eve@…>" then
+# reads as two addresses in the patient's mail program; names go without them instead, and
+# without "=?", which would start an encoded word that mail programs decode into anything.
+_NEEDS_QUOTES = re.compile(r'[",:;<>@()\[\]\\]|=\?')
+
+
+def display_name(name: str) -> str:
+    """Return ``name`` as one clean line that needs no quotes in an address header."""
+    return " ".join(_NEEDS_QUOTES.sub(" ", clean_text(name)).split())
 
 
 def write_mail(
@@ -29,13 +41,14 @@ def write_mail(
 ) -> EmailMessage:
     """Write a ``kind`` message from the clinic to ``patient``: plain text and HTML from
     ``templates/mail/KIND.txt`` and ``.html``. Names and the subject are reduced to one clean
-    line; the message's policy refuses line breaks in a header."""
+    line (names also lose the characters that would need quotes); the message's policy refuses
+    line breaks in a header."""
     message = EmailMessage()
     message["Subject"] = clean_text(subject)
-    message["From"] = Address(clean_text(clinic.name), addr_spec=mail_from)
-    message["To"] = Address(clean_text(patient.name), addr_spec=patient.email)
+    message["From"] = Address(display_name(clinic.name), addr_spec=mail_from)
+    message["To"] = Address(display_name(patient.name), addr_spec=patient.email)
     if clinic.email:
-        message["Reply-To"] = Address(clean_text(clinic.name), addr_spec=clinic.email)
+        message["Reply-To"] = Address(display_name(clinic.name), addr_spec=clinic.email)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id
     template = f"mail/{kind.value}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
+from flask_babel import gettext as _
 from sqlalchemy.orm import Session
 
 from scheduler.booking.courses import follow_up_for, progress
@@ -20,10 +21,10 @@ from scheduler.booking.models import Booking, BookingStatus
 from scheduler.calendars.export import Method, booking_calendar, clean_text, manage_url
 from scheduler.clinic.checklists import checklist_for
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.i18n import format_local, greeting, in_mail_language
 from scheduler.notifications.envelope import write_mail
 from scheduler.notifications.models import Notification, NotificationKind
 from scheduler.patients.models import Patient
-from scheduler.timeutil import format_local
 from scheduler.waitlist.messages import compose_waitlist_mail
 
 INVITE_METHODS = {
@@ -122,18 +123,24 @@ def _subject(letter: Letter) -> str:
     booking, tz = letter.booking, letter.clinic.tz
     when = format_local(booking.start_at, tz)
     treatment = booking.treatment.name
-    subjects = {
-        NotificationKind.CONFIRMATION: f"Requested: {treatment} on {when}"
-        if booking.awaiting_approval
-        else f"Booked: {treatment} on {when}",
-        NotificationKind.CHECKLIST: f"Preparing for your visit on {when}",
-        NotificationKind.UPDATE: f"Moved: {treatment} is now on {when}",
-        NotificationKind.CANCELLATION: f"Request declined: {treatment} on {when}"
-        if booking.declined_at is not None
-        else f"Cancelled: {treatment} on {when}",
-        NotificationKind.AFTERCARE: f"After your {treatment.lower()} today",
-    }
-    return clean_text(subjects[letter.notification.kind])
+    kind = letter.notification.kind
+    if kind is NotificationKind.CONFIRMATION and booking.awaiting_approval:
+        subject = _("Requested: %(treatment)s on %(when)s", treatment=treatment, when=when)
+    elif kind is NotificationKind.CONFIRMATION:
+        subject = _("Booked: %(treatment)s on %(when)s", treatment=treatment, when=when)
+    elif kind is NotificationKind.CHECKLIST:
+        subject = _("Preparing for your visit on %(when)s", when=when)
+    elif kind is NotificationKind.UPDATE:
+        subject = _("Moved: %(treatment)s is now on %(when)s", treatment=treatment, when=when)
+    elif kind is NotificationKind.CANCELLATION and booking.declined_at is not None:
+        subject = _("Request declined: %(treatment)s on %(when)s", treatment=treatment, when=when)
+    elif kind is NotificationKind.CANCELLATION:
+        subject = _("Cancelled: %(treatment)s on %(when)s", treatment=treatment, when=when)
+    elif kind is NotificationKind.AFTERCARE:
+        subject = _("After your %(treatment)s today", treatment=treatment.lower())
+    else:
+        raise ValueError(f"a booking has no {kind.value} message")
+    return clean_text(subject)
 
 
 def book_url(letter: Letter, treatment: Treatment | None) -> str:
@@ -147,13 +154,19 @@ def book_url(letter: Letter, treatment: Treatment | None) -> str:
 
 
 def compose(letter: Letter, *, mail_from: str, now: datetime, message_id: str) -> EmailMessage:
-    """Write the message for ``letter``."""
+    """Write the message for ``letter``, in the language of patient mail."""
+    with in_mail_language():
+        return _compose(letter, mail_from=mail_from, now=now, message_id=message_id)
+
+
+def _compose(letter: Letter, *, mail_from: str, now: datetime, message_id: str) -> EmailMessage:
     notification, clinic, booking = letter.notification, letter.clinic, letter.booking
     context = {
         "kind": notification.kind.value,
         "clinic": clinic,
         "booking": booking,
         "patient_name": clean_text(booking.patient.name) or "there",
+        "greeting": greeting(clean_text(booking.patient.name)),
         "items": letter.items,
         "first_visit": booking.treatment.first_visit,
         "manage_url": manage_url(letter.base_url, booking),

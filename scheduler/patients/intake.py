@@ -1,7 +1,8 @@
 """The first-visit questions: what a patient takes, what matters for needling, and consent.
 
-The answers are kept with the patient, one set each, and replaced when the patient or the
-clinic corrects them; each change is in the audit trail without the answers themselves.
+The answers are kept with the patient, one set each: added to when the patient answers again
+online, replaced when the clinic corrects them; each change is in the audit trail without the
+answers themselves.
 """
 
 from __future__ import annotations
@@ -63,18 +64,37 @@ def check_answers(answers: IntakeAnswers | None) -> IntakeAnswers:
     return answers
 
 
+def _added(kept: str, given: str) -> str:
+    """Return ``kept`` with ``given`` added below it, unless it says so already."""
+    given = given.strip()
+    if not given or given in kept:
+        return kept
+    return f"{kept}\n{given}" if kept else given
+
+
 def record_intake(
     session: Session, *, patient: Patient, answers: IntakeAnswers, actor: Actor, now: datetime
 ) -> Intake:
-    """Keep ``answers`` as the patient's intake, replacing any earlier answers."""
+    """Keep ``answers`` as the patient's intake.
+
+    Staff replace the earlier answers. Anyone else only adds to them: an online form is sent
+    by whoever booked with the patient's email address, who must not be able to take a
+    condition or a medicine off the patient's record; staff correct it with the patient.
+    """
     check_answers(answers)
     intake = patient.intake
-    if intake is None:
-        intake = Intake(consent_at=now)
-        patient.intake = intake
-    intake.medications = answers.medications.strip()
-    intake.conditions = [c.value for c in Condition if c.value in set(answers.conditions)]
-    intake.other_conditions = answers.other_conditions.strip()
+    given: set[str] = {c.value for c in Condition if c.value in set(answers.conditions)}
+    if intake is None or actor.is_staff:
+        if intake is None:
+            intake = Intake(consent_at=now)
+            patient.intake = intake
+        intake.medications = answers.medications.strip()
+        intake.other_conditions = answers.other_conditions.strip()
+    else:
+        given |= set(intake.conditions)
+        intake.medications = _added(intake.medications, answers.medications)
+        intake.other_conditions = _added(intake.other_conditions, answers.other_conditions)
+    intake.conditions = [c.value for c in Condition if c.value in given]
     intake.consent_at = intake.consent_at or now
     intake.updated_at = now
     session.flush()

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from scheduler.db import Base, UTCDateTime, utcnow
+from scheduler.i18n import N_
 
 
 class Patient(Base):
@@ -41,14 +42,15 @@ class Condition(enum.StrEnum):
 
 
 # How the question reads to the patient, and how the flag reads to the practitioner.
+# Marked for the catalogue: the intake form shows them in the patient's language.
 CONDITION_QUESTIONS = {
-    Condition.PREGNANCY: "I am or may be pregnant",
-    Condition.PACEMAKER: "I have a pacemaker or another implanted electrical device",
-    Condition.ANTICOAGULANTS: "I take anticoagulants (blood thinners such as warfarin)",
-    Condition.BLEEDING_DISORDER: "I have a bleeding disorder (such as haemophilia)",
-    Condition.NEEDLE_PHOBIA: "I am very afraid of needles",
-    Condition.EPILEPSY: "I have epilepsy or have had seizures",
-    Condition.DIABETES: "I have diabetes",
+    Condition.PREGNANCY: N_("I am or may be pregnant"),
+    Condition.PACEMAKER: N_("I have a pacemaker or another implanted electrical device"),
+    Condition.ANTICOAGULANTS: N_("I take anticoagulants (blood thinners such as warfarin)"),
+    Condition.BLEEDING_DISORDER: N_("I have a bleeding disorder (such as haemophilia)"),
+    Condition.NEEDLE_PHOBIA: N_("I am very afraid of needles"),
+    Condition.EPILEPSY: N_("I have epilepsy or have had seizures"),
+    Condition.DIABETES: N_("I have diabetes"),
 }
 CONDITION_FLAGS = {
     Condition.PREGNANCY: "pregnancy",

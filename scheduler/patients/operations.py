@@ -115,6 +115,8 @@ def patient_matches(query: str) -> ColumnElement[bool]:
 
     A query with digits also matches phone numbers typed with other spacing.
     """
+    # No stored detail holds a NUL, and PostgreSQL answers one with an error, not a miss.
+    query = query.replace("\x00", "")
     matches = or_(
         Patient.name.icontains(query, autoescape=True),
         Patient.email.icontains(query, autoescape=True),
@@ -349,12 +351,19 @@ def _iso(moment: datetime | None, tz: ZoneInfo) -> str | None:
 
 
 def export_patient(
-    session: Session, *, patient: Patient, tz: ZoneInfo, actor: Actor, now: datetime
+    session: Session,
+    *,
+    patient: Patient,
+    tz: ZoneInfo,
+    actor: Actor,
+    now: datetime,
+    with_health: bool = True,
 ) -> dict[str, Any]:
     """Record the export and return everything held about the patient, ready for JSON.
 
     Times are ISO 8601 in the clinic's zone, with their offset. The export's own entry is in
-    the trail it contains.
+    the trail it contains. Without ``with_health`` the health answers are left out, saying
+    only that they are on file (for staff who may not read them).
     """
     record(
         session,
@@ -390,6 +399,8 @@ def export_patient(
         },
         "intake": None
         if patient.intake is None
+        else {"on_file": True, "withheld": "only an admin's export holds the health answers"}
+        if not with_health
         else {
             "medications": patient.intake.medications,
             "conditions": list(patient.intake.conditions),

@@ -171,12 +171,18 @@ def update(patient_id: int) -> ResponseReturnValue:
 @blueprint.post("/<int:patient_id>/export")
 @staff_only(Role.ADMIN, Role.RECEPTION)
 def export(patient_id: int) -> ResponseReturnValue:
-    """Download everything held about a patient as JSON; the export is recorded."""
+    """Download everything held about a patient as JSON (the health answers only for an
+    admin); the export is recorded."""
     patient = _patient_or_404(patient_id)
     if not ExportForm().validate_on_submit():
         abort(400)
     data = export_patient(
-        db.session(), patient=patient, tz=clinic_or_503().tz, actor=_actor(), now=now()
+        db.session(),
+        patient=patient,
+        tz=clinic_or_503().tz,
+        actor=_actor(),
+        now=now(),
+        with_health=_user().role is Role.ADMIN,  # as on the patient's page
     )
     db.session.commit()
     return Response(

@@ -1,4 +1,11 @@
-"""Who is logged in to the staff area, what their role lets them do, and login throttling."""
+"""Who is logged in to the staff area, what their role lets them do, and login throttling.
+
+A staff login lives in Flask's signed session cookie. It names the account and its
+``session_version``, so that a password change, a change of rights or logging out ends every
+session of the account at once; and it carries when it began and when it was last used, so
+that it ends after ``STAFF_SESSION_MAX_HOURS`` however busy, and after
+``STAFF_SESSION_IDLE_MINUTES`` without a request.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import ParamSpec, TypeVar
 
-from flask import abort
-from flask_login import current_user, login_required
+from flask import abort, current_app, request, session
+from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from scheduler.audit import Actor
 from scheduler.clinic.models import Practitioner
+from scheduler.eventlog import emit
 from scheduler.extensions import db, login_manager
 from scheduler.staff.models import Role, User
 
@@ -26,6 +34,11 @@ R = TypeVar("R")
 FREE_FAILURES = 4
 FIRST_LOCK = timedelta(seconds=30)
 LONGEST_LOCK = timedelta(hours=1)
+# What the session cookie keeps about the login itself (seconds since the epoch).
+LOGGED_IN_AT = "staff_login_at"
+SEEN_AT = "staff_seen_at"
+# The last request is noted to the minute, so that not every answer re-sends the cookie.
+SEEN_RESOLUTION = 60
 
 
 @functools.cache
@@ -43,12 +56,50 @@ def init_app() -> None:
     @login_manager.user_loader
     def load_user(key: str) -> User | None:
         user_id, _, version = key.partition(":")
-        if not user_id.isdigit() or not version.isdigit():
+        if not user_id.isdigit() or not version.isdigit() or not _session_current():
+            _forget_login()
             return None
         user = db.session.get(User, int(user_id))
         if user is None or not user.active or user.session_version != int(version):
+            _forget_login()
             return None
         return user
+
+
+def _seconds() -> int:
+    """The wall clock for session ages (not ``CLOCK``, the clinic's, which tests move by days)."""
+    return int(current_app.config["SESSION_CLOCK"]())
+
+
+def start_session(user: User) -> None:
+    """Log ``user`` in on a new session: nothing of the one before it is kept (its CSRF token
+    least of all, which whoever planted that session could know)."""
+    session.clear()
+    login_user(user)
+    session[LOGGED_IN_AT] = session[SEEN_AT] = _seconds()
+
+
+def _session_current() -> bool:
+    """Whether the session's login is young enough and was used recently enough; note this
+    request as its latest use."""
+    logged_in_at, seen_at = session.get(LOGGED_IN_AT), session.get(SEEN_AT)
+    if not isinstance(logged_in_at, int) or not isinstance(seen_at, int):
+        return False  # a login from before sessions carried their age
+    now = _seconds()
+    config = current_app.config
+    if now - logged_in_at >= config["STAFF_SESSION_MAX_HOURS"] * 3600:
+        return False
+    if now - seen_at >= config["STAFF_SESSION_IDLE_MINUTES"] * 60:
+        return False
+    if now - seen_at >= SEEN_RESOLUTION:
+        session[SEEN_AT] = now
+    return True
+
+
+def _forget_login() -> None:
+    """Drop a login that no longer holds from the session cookie."""
+    for key in ("_user_id", "_fresh", "_id", LOGGED_IN_AT, SEEN_AT):
+        session.pop(key, None)
 
 
 def current_staff() -> User:
@@ -70,6 +121,7 @@ def staff_only(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if roles and current_user.role not in roles:
+                security_event("staff.forbidden", user=current_user.id, path=request.path)
                 abort(403)
             return view(*args, **kwargs)
 
@@ -88,18 +140,40 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
     user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
     if user is None or not user.active:
         check_password_hash(_dummy_hash(), password)  # the same work either way
+        security_event("staff.login_refused", user=None, reason="unknown")
         return None
+    if not password_holds(user, password, now):
+        return None
+    security_event("staff.login", user=user.id)
+    return user
+
+
+def password_holds(user: User, password: str, now: datetime) -> bool:
+    """Tell whether ``password`` is ``user``'s, counting a wrong one towards the lock.
+
+    A locked account answers no without looking, but only after the same work as a real
+    check: a quick answer would tell a guesser that the account exists and is locked.
+    """
     if user.locked_until is not None and user.locked_until > now:
-        return None
+        check_password_hash(_dummy_hash(), password)
+        security_event("staff.login_refused", user=user.id, reason="locked")
+        return False
     if not user.check_password(password):
         user.failed_logins += 1
         extra = user.failed_logins - FREE_FAILURES
         if extra > 0:
             user.locked_until = now + min(FIRST_LOCK * 2 ** min(extra - 1, 16), LONGEST_LOCK)
-        return None
+        security_event("staff.login_refused", user=user.id, reason="password")
+        return False
     user.failed_logins = 0
     user.locked_until = None
-    return user
+    return True
+
+
+def security_event(event: str, **fields: object) -> None:
+    """Log an authentication or access decision on the event log, with the client's address
+    and never a password, an email address or a token."""
+    emit(event, current_app.config["CLOCK"](), address=request.remote_addr, **fields)
 
 
 def may_see_health(practitioner_id: int) -> bool:

@@ -10,7 +10,7 @@ from wtforms.fields.choices import SelectChoice
 
 from scheduler.clinic.models import Practitioner
 from scheduler.extensions import db
-from scheduler.staff.auth import current_staff, staff_only
+from scheduler.staff.auth import current_staff, security_event, staff_only
 from scheduler.staff.forms import AccountForm, NewAccountForm, PasswordResetForm
 from scheduler.staff.models import Role, User
 from scheduler.staff.operations import AccountError, create_user, set_new_password, update_user
@@ -149,7 +149,15 @@ def reset_password(user_id: int) -> ResponseReturnValue:
         form = _account_form(account, posted=False)
         _offer_practitioners(form)
         return _edit_page(account, form, password_form, 422)
-    set_new_password(account, password_form.password.data or "")
+    try:
+        set_new_password(account, password_form.password.data or "")
+    except AccountError as exc:
+        db.session.rollback()
+        password_form.password.errors = [exc.message]
+        form = _account_form(account, posted=False)
+        _offer_practitioners(form)
+        return _edit_page(account, form, password_form, 422)
     db.session.commit()
+    security_event("staff.password_reset", user=account.id, by=current_staff().id)
     flash(f"{account.email} has a new password and is logged out everywhere else.", "success")
     return redirect(url_for("users.index"), 303)

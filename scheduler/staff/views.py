@@ -3,12 +3,23 @@ practitioners' calendars."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
 from sqlalchemy import select
@@ -34,9 +45,12 @@ from scheduler.staff.auth import (
     authenticate,
     current_staff,
     may_see_health,
+    password_holds,
     practitioners_visible_to,
+    security_event,
     staff_actor,
     staff_only,
+    start_session,
 )
 from scheduler.staff.diary import day_grid, day_sheet, week_grid
 from scheduler.staff.forms import (
@@ -46,7 +60,8 @@ from scheduler.staff.forms import (
     SubscriptionForm,
 )
 from scheduler.staff.models import Role
-from scheduler.web import clinic_or_503, external_url, now
+from scheduler.staff.operations import AccountError, check_password
+from scheduler.web import accepts_bodies_up_to, clinic_or_503, external_url, now
 
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
 blueprint.add_app_template_global(may_see_health)
@@ -68,9 +83,11 @@ _user = current_staff
 
 def _safe_next(target: str | None) -> str:
     """Return where to go after logging in: a path on this site, never another site."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    # Browsers drop tabs and line breaks from a URL and read "\\" as "/"; a line break
+    # would also be refused in the Location header (a 500).
+    if target and target.startswith("/") and not re.search(r"[\x00-\x1f\x7f\\]", target):
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and "\\" not in target:
+        if not parts.scheme and not parts.netloc and not target.startswith("//"):
             return target
     return url_for("staff.index")
 
@@ -84,7 +101,7 @@ def login() -> ResponseReturnValue:
     if form.validate_on_submit():
         user = authenticate(db.session(), form.email.data or "", form.password.data or "", now())
         if user is not None:
-            login_user(user)
+            start_session(user)
             db.session.commit()
             return redirect(_safe_next(request.args.get("next")), code=303)
         db.session.commit()  # the failure count and any lock
@@ -97,10 +114,20 @@ def login() -> ResponseReturnValue:
 @blueprint.post("/logout")
 @staff_only()
 def logout() -> ResponseReturnValue:
-    """Log out (a POST with the CSRF token, so that no link or image can do it)."""
+    """Log out (a POST with the CSRF token, so that no link or image can do it), on every
+    device: a session lives in a cookie, so ending all of the account's sessions is the only
+    way to make a copy of this one worthless too."""
+    user = _user()
+    user.session_version += 1
+    db.session.commit()
+    security_event("staff.logout", user=user.id)
     logout_user()
-    flash("You are logged out.", "info")
-    return redirect(url_for("staff.login"), code=303)
+    session.clear()
+    flash("You are logged out, here and on any other device.", "info")
+    response = redirect(url_for("staff.login"), code=303)
+    # What the browser kept of the staff area (pages in its cache) goes too.
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
+    return response
 
 
 @blueprint.get("/")
@@ -117,14 +144,25 @@ def password() -> ResponseReturnValue:
     form = PasswordChangeForm()
     user = _user()
     if form.validate_on_submit():
-        if not user.check_password(form.current.data or ""):
-            form.current.errors = ["That is not your current password."]
+        new = form.new.data or ""
+        if not password_holds(user, form.current.data or "", now()):
+            db.session.commit()  # a wrong one counts towards the lock, as at the login
+            form.current.errors = [
+                "That is not your current password, or there have been too many tries: "
+                "wait a minute and try again."
+            ]
         else:
-            user.set_password(form.new.data or "")
-            db.session.commit()
-            login_user(user)  # the cookie now names the new password's version
-            flash("Your password is changed.", "info")
-            return redirect(url_for("staff.index"), code=303)
+            try:
+                check_password(new, email=user.email)
+            except AccountError as exc:
+                form.new.errors = [exc.message]
+            else:
+                user.set_password(new)
+                db.session.commit()
+                security_event("staff.password_changed", user=user.id)
+                login_user(user)  # the cookie now names the new password's version
+                flash("Your password is changed.", "info")
+                return redirect(url_for("staff.index"), code=303)
     status = 422 if form.is_submitted() else 200
     return render_template("staff/password.html", form=form, clinic=clinic_or_503()), status
 
@@ -198,13 +236,18 @@ def calendars() -> ResponseReturnValue:
     return _calendars_page()
 
 
+def upload_limit(config: Mapping[str, Any]) -> int:
+    """The largest calendar upload: a few files of ``CALENDAR_IMPORT_MAX_BYTES`` each."""
+    return limits_from(config).max_bytes * 4 + 64 * 1024
+
+
 @blueprint.post("/calendars/import")
 @staff_only()
 @takes_write_lock_itself
+@accepts_bodies_up_to(upload_limit)
 def import_files() -> ResponseReturnValue:
     """Import uploaded .ics files or .eml invites; each file whole or not at all."""
     limits = limits_from(current_app.config)
-    request.max_content_length = limits.max_bytes * 4 + 64 * 1024
     form = ImportForm()
     _with_choices(form)  # so a practitioner the user may not manage does not validate
     if not form.validate_on_submit():

@@ -9,16 +9,17 @@ from wtforms import SelectMultipleField
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from scheduler.fields import email_field, name_field, phone_field
+from scheduler.i18n import lazy_gettext as _l
 
 
 class JoinForm(FlaskForm):
     """Who is waiting, and the days they could come (the choices are set per request)."""
 
-    full_name = name_field("Full name", "Please enter your name.")
-    email = email_field("Email", "Please enter your email address.")
+    full_name = name_field(_l("Full name"), _l("Please enter your name."))
+    email = email_field(_l("Email"), _l("Please enter your email address."))
     phone = phone_field()
     days = SelectMultipleField(
-        "The days you could come",
+        _l("The days you could come"),
         choices=[],
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),
@@ -33,7 +34,7 @@ class JoinForm(FlaskForm):
             try:
                 chosen.append(date.fromisoformat(value))
             except ValueError:
-                self.days.errors = [*self.days.errors, "Please choose days from the list."]
+                self.days.errors = [*self.days.errors, _l("Please choose days from the list.")]
                 return None
         return chosen
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from email.message import EmailMessage
 
+from flask_babel import gettext as _
+
 from scheduler.calendars.export import clean_text
 from scheduler.clinic.models import Clinic
+from scheduler.i18n import format_local, greeting, in_mail_language
 from scheduler.notifications.envelope import write_mail
 from scheduler.notifications.models import NotificationKind
-from scheduler.timeutil import format_local
 from scheduler.waitlist.models import EntryStatus, WaitlistEntry, WaitlistOffer
 from scheduler.waitlist.operations import (
     OFFER_LIFETIME,
@@ -36,8 +38,12 @@ def _subject(kind: NotificationKind, offer: WaitlistOffer, clinic: Clinic) -> st
     when = format_local(offer.start_at, clinic.tz)
     treatment = offer.entry.treatment.name
     if kind is NotificationKind.WAITLIST_OFFER:
-        return clean_text(f"A time has come free: {treatment} on {when}")
-    return clean_text(f"Already booked: {treatment} on {when}")
+        return clean_text(
+            _("A time has come free: %(treatment)s on %(when)s", treatment=treatment, when=when)
+        )
+    return clean_text(
+        _("Already booked: %(treatment)s on %(when)s", treatment=treatment, when=when)
+    )
 
 
 def compose_waitlist_mail(
@@ -50,7 +56,30 @@ def compose_waitlist_mail(
     now: datetime,
     message_id: str,
 ) -> EmailMessage:
-    """Write the ``kind`` message (an offer, or that it has gone) about ``offer``."""
+    """Write the ``kind`` message (an offer, or that it has gone) about ``offer``, in the
+    language of patient mail."""
+    with in_mail_language():
+        return _compose(
+            kind,
+            offer,
+            clinic,
+            base_url=base_url,
+            mail_from=mail_from,
+            now=now,
+            message_id=message_id,
+        )
+
+
+def _compose(
+    kind: NotificationKind,
+    offer: WaitlistOffer,
+    clinic: Clinic,
+    *,
+    base_url: str,
+    mail_from: str,
+    now: datetime,
+    message_id: str,
+) -> EmailMessage:
     if kind not in (NotificationKind.WAITLIST_OFFER, NotificationKind.WAITLIST_GONE):
         raise ValueError(f"a waitlist offer has no {kind.value} message")
     entry = offer.entry
@@ -63,6 +92,7 @@ def compose_waitlist_mail(
         "treatment": entry.treatment,
         "practitioner": offer.practitioner,
         "patient_name": clean_text(patient.name) or "there",
+        "greeting": greeting(clean_text(patient.name)),
         "offer_url": offer_url(base_url, offer),
         "entry_url": entry_url(base_url, entry),
         "book_url": f"{base_url}/book?service={entry.treatment_id}",

@@ -38,6 +38,7 @@ from scheduler.booking.operations import (
     rules_of,
 )
 from scheduler.clinic.models import Clinic, Practitioner, TimeOff, Treatment
+from scheduler.i18n import format_day
 from scheduler.notifications.models import (
     OPEN_STATUSES,
     Notification,
@@ -96,8 +97,8 @@ class OfferClosed(WaitlistError):
 
 
 def describe_day(day: date) -> str:
-    """Say a date the way the pages do: ``Tuesday 24 November 2026``."""
-    return f"{day:%A} {day.day} {day:%B %Y}"
+    """Say a date the way the pages do: ``Tuesday 24 November 2026`` (in their language)."""
+    return format_day(day)
 
 
 # --- Joining and leaving ----------------------------------------------------------------------

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from sqlalchemy import select
 
 from scheduler.booking.forms import BookingForm
@@ -35,7 +36,7 @@ from scheduler.waitlist.operations import (
     leave_waitlist,
     offer_state,
 )
-from scheduler.web import clinic_or_503, now, uid_host
+from scheduler.web import clinic_or_503, now, token_shaped, uid_host
 
 blueprint = Blueprint("waitlist", __name__)
 
@@ -82,7 +83,7 @@ def join() -> ResponseReturnValue:
     clinic = clinic_or_503()
     choice = read_choice(request.args)
     if choice.errors or choice.treatment is None:
-        message = next(iter(choice.errors.values()), "Please choose a treatment.")
+        message = next(iter(choice.errors.values()), gettext("Please choose a treatment."))
         status = 422 if request.method == "POST" else 400
         return render_template("waitlist/invalid.html", clinic=clinic, message=message), status
     treatment, practitioner = choice.treatment, choice.practitioner
@@ -117,7 +118,8 @@ def join() -> ResponseReturnValue:
             else:
                 db.session.commit()
                 flash(
-                    "You are on the waitlist. We will email you when a time comes free.", "success"
+                    gettext("You are on the waitlist. We will email you when a time comes free."),
+                    "success",
                 )
                 return redirect(url_for("waitlist.entry", token=entry.token), 303)
     elif request.method == "POST":
@@ -133,6 +135,8 @@ def join() -> ResponseReturnValue:
 
 
 def _entry_or_404(token: str) -> WaitlistEntry:
+    if not token_shaped(token):
+        abort(404)
     entry = db.session.scalars(select(WaitlistEntry).where(WaitlistEntry.token == token)).first()
     if entry is None:
         abort(404)
@@ -178,11 +182,13 @@ def leave(token: str) -> ResponseReturnValue:
         form.form_errors.append(exc.message)
         return _entry_page(entry, form, 409)
     db.session.commit()
-    flash("You have left the waitlist. We will not write about it again.", "success")
+    flash(gettext("You have left the waitlist. We will not write about it again."), "success")
     return redirect(url_for("waitlist.entry", token=token), 303)
 
 
 def _offer_or_404(token: str) -> WaitlistOffer:
+    if not token_shaped(token):
+        abort(404)
     offer = db.session.scalars(select(WaitlistOffer).where(WaitlistOffer.token == token)).first()
     if offer is None:
         abort(404)
@@ -230,7 +236,7 @@ def offer(token: str) -> ResponseReturnValue:
             status, _ = refuse(form, exc)
         else:
             db.session.commit()
-            flash("The time is yours: your session is booked.", "success")
+            flash(gettext("The time is yours: your session is booked."), "success")
             return redirect(url_for("booking.manage", token=booking.manage_token), 303)
     elif state is OfferState.OPEN and request.method == "POST":
         status = 422
