@@ -109,6 +109,7 @@ def register_blueprints(app: Flask) -> None:
     from scheduler.notifications.views import blueprint as notifications
     from scheduler.patients.views import blueprint as patients
     from scheduler.staff.token_views import blueprint as tokens
+    from scheduler.staff.two_factor import blueprint as two_factor
     from scheduler.staff.users import blueprint as users
     from scheduler.staff.views import blueprint as staff
     from scheduler.waitlist.views import blueprint as waitlist
@@ -120,6 +121,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(bookings)
     app.register_blueprint(users)
     app.register_blueprint(tokens)
+    app.register_blueprint(two_factor)
     app.register_blueprint(notifications)
     app.register_blueprint(booking)
     app.register_blueprint(calendars)

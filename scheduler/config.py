@@ -66,6 +66,8 @@ def _count(name: str) -> int:
     return int(value)
 
 
+STAFF_ROLES = frozenset({"admin", "reception", "practitioner"})
+
 # Rate limits: rates such as "10 per hour;20 per day", each counted per client address or per
 # target (an email address given, a booking's token, a staff API token); see
 # scheduler/ratelimit.py. A patient books with a few POSTs; the rest stop floods and guessing.
@@ -95,6 +97,23 @@ def _rate(name: str, default: str) -> str:
     return value
 
 
+def _roles(name: str, default: str) -> frozenset[str]:
+    value = os.environ.get(name)
+    raw = default if value is None else value
+    roles = {part.strip().lower() for part in raw.split(",") if part.strip()}
+    unknown = roles - STAFF_ROLES
+    if unknown:
+        raise ValueError(
+            f"{name} must list roles among {', '.join(sorted(STAFF_ROLES))}, "
+            f"not {', '.join(sorted(unknown))}"
+        )
+    return frozenset(roles)
+
+
+def _list(name: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+
+
 def from_environment(instance_path: str) -> dict[str, Any]:
     """Build the app's settings from the environment."""
     url = database_url(os.environ.get("DATABASE_URL"), instance_path)
@@ -105,6 +124,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
     https = base_url.startswith("https://")
     return {
         "SECRET_KEY": secret_key(instance_path),
+        # Earlier keys, still accepted for session cookies and to open second-factor secrets
+        # sealed under them, while SECRET_KEY is rotated (comma-separated, newest first).
+        "SECRET_KEY_FALLBACKS": _list("SECRET_KEY_FALLBACKS"),
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "BASE_URL": base_url,
@@ -152,4 +174,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # hours however busy (OWASP ASVS 3.3.2); see scheduler/staff/auth.py.
         "STAFF_SESSION_IDLE_MINUTES": _number("STAFF_SESSION_IDLE_MINUTES", 30),
         "STAFF_SESSION_MAX_HOURS": _number("STAFF_SESSION_MAX_HOURS", 12),
+        # Roles that must log in with a code from an authenticator app as well as the
+        # password (OWASP ASVS 4.3.1); an empty value makes it everyone's own choice.
+        "STAFF_TWO_FACTOR_ROLES": _roles("STAFF_TWO_FACTOR_ROLES", "admin"),
     }

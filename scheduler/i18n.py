@@ -21,7 +21,6 @@ from datetime import date, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from babel import Locale
 from babel.dates import format_date, format_skeleton, format_time
@@ -42,6 +41,8 @@ from flask_babel import Babel, Domain, force_locale, get_locale, gettext
 from flask_babel.speaklater import LazyString
 from markupsafe import escape
 from werkzeug.utils import cached_property
+
+from scheduler.web import safe_next
 
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 # The languages the pages and mail are written in, each named in itself for the switch.
@@ -254,16 +255,6 @@ def label(value: Any, joiner: str = " ") -> str:
 # --- The switch --------------------------------------------------------------------------------
 
 
-def safe_next(target: str | None) -> str:
-    """Return ``target`` if it is a path on this site, else the home page."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
-        return "/"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in target):
-        return "/"
-    return target
-
-
 def here() -> str:
     """The path and query of this request, for the switch to come back to."""
     query = request.query_string.decode("latin-1")
@@ -273,7 +264,7 @@ def here() -> str:
 @blueprint.get("/language/<code>")
 def switch(code: str) -> ResponseReturnValue:
     """Remember ``code`` as this browser's language and go back to the page it came from."""
-    response = redirect(safe_next(request.args.get("next")), code=303)
+    response = redirect(safe_next(request.args.get("next"), "/"), code=303)
     if code in LANGUAGES:
         response.set_cookie(
             COOKIE,

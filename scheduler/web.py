@@ -89,3 +89,15 @@ def apply_body_limit() -> None:
     limit = getattr(view, "body_limit", None)
     if limit is not None and "_user_id" in session:
         request.max_content_length = limit(current_app.config)
+
+
+def safe_next(target: str | None, fallback: str) -> str:
+    """Return ``target`` if it is a path on this site (never another site), else ``fallback``:
+    where to go after logging in, or back to after switching the language."""
+    # Browsers drop tabs and line breaks from a URL and read "\\" as "/"; a line break
+    # would also be refused in the Location header (a 500).
+    if target and target.startswith("/") and not re.search(r"[\x00-\x1f\x7f\\]", target):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and not target.startswith("//"):
+            return target
+    return fallback

@@ -87,6 +87,9 @@ def app(
             # Tests send many requests from one address; tests/test_rate_limits.py checks the
             # limits on apps of its own.
             "RATELIMIT_ENABLED": False,
+            # Most tests log in without a second factor; tests/test_two_factor.py checks the
+            # default (admins need one) on apps of its own.
+            "STAFF_TWO_FACTOR_ROLES": frozenset(),
             # Room for the race tests' sixteen concurrent sessions.
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 20, "max_overflow": 10},
         }

@@ -41,6 +41,7 @@ TABLE_SINCE = {
     "webhook_subscriptions": "0012",
     "webhook_deliveries": "0012",
     "webhook_attempts": "0012",
+    "recovery_codes": "0014",
 }
 
 
@@ -58,6 +59,23 @@ class _FreshToken:
 
 
 FRESH_TOKEN = _FreshToken()
+
+
+class _SoonAfterUpgrade:
+    """Equal to a time 90 days after now, give or take a day: what 0014 gives old tokens."""
+
+    def __eq__(self, other: object) -> bool:
+        expected = datetime.now(UTC) + timedelta(days=90)
+        return isinstance(other, datetime) and abs(other - expected) < timedelta(days=1)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "<90 days after the upgrade>"
+
+
+NINETY_DAYS_ON = _SoonAfterUpgrade()
 
 # Columns added to a table after it was created: (revision, the value a row that existed
 # before gets). Every other column is as old as its table.
@@ -78,6 +96,11 @@ COLUMN_SINCE: dict[tuple[str, str], tuple[str, Any]] = {
     ("bookings", "approval_requested_at"): ("0010", None),
     ("bookings", "approved_at"): ("0010", None),
     ("bookings", "declined_at"): ("0010", None),
+    ("users", "must_change_password"): ("0014", False),
+    ("users", "totp_secret"): ("0014", None),
+    ("users", "totp_enabled_at"): ("0014", None),
+    ("users", "totp_last_step"): ("0014", None),
+    ("api_tokens", "expires_at"): ("0014", NINETY_DAYS_ON),
 }
 
 # The migration that writes the default checklists for every clinic that exists.
@@ -358,6 +381,10 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
             failed_logins=failed,
             locked_until=locked,
             session_version=3,
+            must_change_password=role == "reception",
+            totp_secret="gAAAA-sealed-secret" if role == "admin" else None,
+            totp_enabled_at=at("2026-11-21 09:00") if role == "admin" else None,
+            totp_last_step=59_000_000 if role == "admin" else None,
         )
         for role, practitioner, failed, locked in (
             ("admin", None, 0, None),
@@ -690,6 +717,15 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
             created_at=created,
             last_used_at=at("2026-11-22 12:00"),
             revoked_at=revoked,
+            expires_at=at("2027-02-20 09:00"),
+        )
+    for n in range(2):
+        add(
+            "recovery_codes",
+            user_id=admin,
+            code_hash=f"{b}{n}".ljust(64, "c"),
+            created_at=at("2026-11-21 09:00"),
+            used_at=at("2026-11-22 09:00") if n else None,
         )
 
     webhook = add(

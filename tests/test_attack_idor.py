@@ -314,13 +314,14 @@ def methods(rule: Rule) -> list[str]:
 
 
 def staff_rules(app: Flask) -> list[Rule]:
-    """Every route of the staff area and the staff API, but logging in and out."""
+    """Every route of the staff area and the staff API, but logging in (the password, then the
+    code of two-step login) and out."""
     return sorted(
         (
             rule
             for rule in app.url_map.iter_rules()
             if rule.rule.startswith(PRIVATE_PREFIXES)
-            and rule.endpoint not in ("staff.login", "staff.logout")
+            and rule.endpoint not in ("staff.login", "two_factor.code", "staff.logout")
         ),
         key=lambda rule: (rule.rule, rule.endpoint),
     )

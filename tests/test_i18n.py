@@ -21,8 +21,9 @@ from flask.testing import FlaskClient
 from flask_babel import force_locale
 
 from scheduler.booking.models import Booking
-from scheduler.i18n import COOKIE, TRANSLATIONS, format_local, safe_next
+from scheduler.i18n import COOKIE, TRANSLATIONS, format_local
 from scheduler.staff.models import Role
+from scheduler.web import safe_next
 from tests.conftest import csrf_token, london
 from tests.smtp_server import Inbox
 
@@ -231,8 +232,8 @@ def test_the_switch_only_goes_back_to_this_site(client: FlaskClient, setup):
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:x"):
         answer = client.get("/language/de?" + urlencode({"next": target}))
         assert answer.location == "/", target
-    assert safe_next("/b/abc?x=1") == "/b/abc?x=1"
-    assert safe_next(None) == "/"
+    assert safe_next("/b/abc?x=1", "/") == "/b/abc?x=1"
+    assert safe_next(None, "/") == "/"
 
 
 def test_an_unknown_language_falls_back_to_english(client: FlaskClient, setup):

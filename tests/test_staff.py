@@ -108,12 +108,16 @@ def test_logout_is_not_possible_by_a_get_or_without_the_token(client, make_user)
     assert client.get("/staff/").status_code == 200
 
 
+LOGIN_PAGES = ("staff.login", "two_factor.code")
+
+
 def staff_routes(app):
-    """Every staff route but the login page, logging out last."""
+    """Every staff route but the login's two pages (password, then code), logging out last."""
     rules = [
         rule
         for rule in app.url_map.iter_rules()
-        if rule.rule.startswith("/staff") and rule.endpoint != "staff.login"
+        if rule.rule.startswith("/staff")
+        and rule.endpoint not in ("staff.login", "two_factor.code")
     ]
     return sorted(rules, key=lambda rule: rule.endpoint == "staff.logout")
 

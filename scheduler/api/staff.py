@@ -122,10 +122,10 @@ def _authenticate() -> ApiToken:
             "Send a personal API token in the Authorization header: Bearer TOKEN. "
             "Staff create tokens in the staff area, under API tokens."
         )
-    token = find_token(db.session(), presented)
+    token = find_token(db.session(), presented, now())
     if token is None:
         raise TokenRefused(
-            "That API token does not work: it is unknown or revoked, "
+            "That API token does not work: it is unknown, revoked or expired, "
             "or its account is switched off.",
             "invalid_token",
         )

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import ParamSpec, TypeVar
 
-from flask import abort, current_app, request, session
+from flask import abort, current_app, redirect, request, session, url_for
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -37,6 +37,20 @@ LONGEST_LOCK = timedelta(hours=1)
 # What the session cookie keeps about the login itself (seconds since the epoch).
 LOGGED_IN_AT = "staff_login_at"
 SEEN_AT = "staff_seen_at"
+# What an account that must first change its password or set up two-step login may still
+# reach (see first_step).
+OPEN_BEFORE = {
+    "staff.password": frozenset({"staff.password", "staff.logout"}),
+    "two_factor.index": frozenset(
+        {
+            "two_factor.index",
+            "two_factor.qr",
+            "two_factor.switch_on_view",
+            "staff.password",
+            "staff.logout",
+        }
+    ),
+}
 # The last request is noted to the minute, so that not every answer re-sends the cookie.
 SEEN_RESOLUTION = 60
 
@@ -120,6 +134,9 @@ def staff_only(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            first = first_step(current_user)
+            if first is not None and request.endpoint not in open_before(first):
+                return redirect(url_for(first), code=303)  # type: ignore[return-value]
             if roles and current_user.role not in roles:
                 security_event("staff.forbidden", user=current_user.id, path=request.path)
                 abort(403)
@@ -130,6 +147,27 @@ def staff_only(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return guarded
 
     return decorate
+
+
+def two_factor_required(user: User) -> bool:
+    """Tell whether ``user``'s role must log in with a second factor (STAFF_TWO_FACTOR_ROLES)."""
+    return user.role.value in current_app.config["STAFF_TWO_FACTOR_ROLES"]
+
+
+def first_step(user: User) -> str | None:
+    """The page ``user`` must see before anything else in the staff area, if any: the
+    password page while an admin's choice of password stands, then the two-step login set-up
+    while their role needs it and it is off."""
+    if user.must_change_password:
+        return "staff.password"
+    if two_factor_required(user) and not user.has_second_factor:
+        return "two_factor.index"
+    return None
+
+
+def open_before(first: str) -> frozenset[str]:
+    """The endpoints reachable while ``first`` (a :func:`first_step`) waits to be done."""
+    return OPEN_BEFORE[first]
 
 
 def authenticate(session: Session, email: str, password: str, now: datetime) -> User | None:
@@ -154,20 +192,34 @@ def password_holds(user: User, password: str, now: datetime) -> bool:
     A locked account answers no without looking, but only after the same work as a real
     check: a quick answer would tell a guesser that the account exists and is locked.
     """
-    if user.locked_until is not None and user.locked_until > now:
+    if is_locked(user, now):
         check_password_hash(_dummy_hash(), password)
         security_event("staff.login_refused", user=user.id, reason="locked")
         return False
     if not user.check_password(password):
-        user.failed_logins += 1
-        extra = user.failed_logins - FREE_FAILURES
-        if extra > 0:
-            user.locked_until = now + min(FIRST_LOCK * 2 ** min(extra - 1, 16), LONGEST_LOCK)
+        count_failure(user, now)
         security_event("staff.login_refused", user=user.id, reason="password")
         return False
-    user.failed_logins = 0
-    user.locked_until = None
+    if not user.has_second_factor:
+        # With a second factor the count is cleared by a good code only: otherwise the
+        # password alone would buy a guesser fresh tries at the code again and again.
+        user.failed_logins = 0
+        user.locked_until = None
     return True
+
+
+def is_locked(user: User, now: datetime) -> bool:
+    """Tell whether too many wrong passwords or codes have locked ``user`` out for now."""
+    return user.locked_until is not None and user.locked_until > now
+
+
+def count_failure(user: User, now: datetime) -> None:
+    """Count a wrong password or code; from the fifth on, lock the account for twice as long
+    each time."""
+    user.failed_logins += 1
+    extra = user.failed_logins - FREE_FAILURES
+    if extra > 0:
+        user.locked_until = now + min(FIRST_LOCK * 2 ** min(extra - 1, 16), LONGEST_LOCK)
 
 
 def security_event(event: str, **fields: object) -> None:

@@ -10,8 +10,9 @@ from scheduler.clinic.models import Practitioner
 from scheduler.commandline import database_errors
 from scheduler.db import begin_write
 from scheduler.extensions import db
-from scheduler.staff.models import Role
+from scheduler.staff.models import Role, User
 from scheduler.staff.operations import AccountError, create_user
+from scheduler.staff.totp import switch_off
 
 
 @click.group()
@@ -61,3 +62,22 @@ def create(email: str, role: str, password: str, practitioner_email: str | None)
         raise click.ClickException(exc.message[0].lower() + exc.message[1:].rstrip(".")) from exc
     session.commit()
     click.echo(f"Created {role} account {user.email}.")
+
+
+@users.command("reset-two-factor")
+@click.argument("email")
+@with_appcontext
+@database_errors
+def reset_two_factor(email: str) -> None:
+    """Remove an account's two-step login (a lost phone and lost recovery codes, when no other
+    admin can do it in the staff area); it logs in with its password and sets it up again."""
+    session = db.session()
+    begin_write(session)
+    user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
+    if user is None:
+        raise click.ClickException(f"no staff account has the email {email.strip()}")
+    if not user.has_second_factor:
+        raise click.ClickException(f"{user.email} has no two-step login to remove")
+    switch_off(session, user)
+    session.commit()
+    click.echo(f"Removed two-step login from {user.email}; its sessions are logged out.")

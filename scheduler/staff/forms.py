@@ -19,6 +19,7 @@ from scheduler.fields import single_line
 from scheduler.i18n import lazy_gettext as _l
 from scheduler.staff.models import Role
 from scheduler.staff.operations import MIN_PASSWORD_LENGTH
+from scheduler.staff.tokens import LIFETIMES
 
 TOO_SHORT = _l("Please use at least %(count)d characters.", count=MIN_PASSWORD_LENGTH)
 
@@ -142,7 +143,31 @@ class TokenForm(FlaskForm):
             single_line,
         ],
     )
+    days = SelectField(
+        _l("Works for"),
+        coerce=int,
+        choices=[SelectChoice(days, _l("%(days)d days", days=days)) for days in LIFETIMES],
+        default=LIFETIMES[0],
+    )
 
 
 class RevokeTokenForm(FlaskForm):
     """Revoke a token (a button)."""
+
+
+class CodeForm(FlaskForm):
+    """A code from the authenticator app, or a recovery code."""
+
+    code = StringField(
+        _l("Code"),
+        validators=[
+            DataRequired(_l("Please enter the code.")),
+            Length(max=40, message=_l("A code is 6 digits, or a recovery code of 16 letters.")),
+            single_line,
+        ],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "text", "spellcheck": "false"},
+    )
+
+
+class ResetTwoFactorForm(FlaskForm):
+    """Remove an account's second factor (a button, for an admin)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -44,8 +44,20 @@ class User(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Changes whenever the password does, so that a password change logs out other sessions.
     session_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when an admin chose the password: the account must choose its own before anything
+    # else (OWASP ASVS 2.3.1).
+    must_change_password: Mapped[bool] = mapped_column(default=False)
+    # The second factor (scheduler/staff/totp.py): the TOTP secret, encrypted with a key
+    # derived from SECRET_KEY; when it was switched on; and the last 30-second step a code
+    # was accepted for, so that no code works twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     practitioner: Mapped[Practitioner | None] = relationship()
+    recovery_codes: Mapped[list[RecoveryCode]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     # What Flask-Login asks of a user.
     is_authenticated = True
@@ -69,6 +81,26 @@ class User(Base):
         """Tell whether ``password`` is this user's."""
         return check_password_hash(self.password_hash, password)
 
+    @property
+    def has_second_factor(self) -> bool:
+        """Whether logging in takes a code from an authenticator app too."""
+        return self.totp_secret is not None and self.totp_enabled_at is not None
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for the authenticator app (a lost phone); only its
+    SHA-256 is kept: the code carries 80 random bits."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    user: Mapped[User] = relationship(back_populates="recovery_codes")
+
 
 class ApiToken(Base):
     """A personal API token: it acts as its user, with their role, until revoked.
@@ -87,10 +119,12 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Chosen when the token is made (OWASP ASVS 3.5.2: no key lives for ever).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship()
 
-    @property
-    def is_live(self) -> bool:
-        """Whether the token still works: not revoked, and its user may still log in."""
-        return self.revoked_at is None and self.user.active
+    def is_live(self, now: datetime) -> bool:
+        """Whether the token works at ``now``: not revoked, not expired, and its user may
+        still log in."""
+        return self.revoked_at is None and now < self.expires_at and self.user.active

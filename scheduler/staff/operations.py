@@ -141,8 +141,10 @@ def create_user(
     role: Role,
     password: str,
     practitioner: Practitioner | None = None,
+    temporary: bool = False,
 ) -> User:
-    """Add a staff account that can log in at once."""
+    """Add a staff account that can log in at once; with ``temporary`` (an admin chose the
+    password) its first step is to choose its own."""
     email = normalise_email(email)
     check_password(password, email=email)
     _check_role(role, practitioner)
@@ -150,6 +152,7 @@ def create_user(
         raise AccountError(f"An account for {email} already exists.", field="email")
     user = User(email=email, role=role, practitioner=practitioner)
     user.set_password(password)
+    user.must_change_password = temporary
     session.add(user)
     session.flush()
     return user
@@ -198,8 +201,10 @@ def update_user(
 
 
 def set_new_password(user: User, password: str) -> None:
-    """Give ``user`` a new password, unlock the account and log out its other sessions."""
+    """Give ``user`` a new password chosen by an admin, which they must change when they
+    next log in; unlock the account and log out its sessions."""
     check_password(password, email=user.email)
     user.set_password(password)
+    user.must_change_password = True
     user.failed_logins = 0
     user.locked_until = None

@@ -11,6 +11,7 @@ from scheduler.staff.auth import current_staff, staff_only
 from scheduler.staff.forms import RevokeTokenForm, TokenForm
 from scheduler.staff.models import ApiToken, Role
 from scheduler.staff.tokens import (
+    LIFETIMES,
     TokenError,
     issue_token,
     may_revoke,
@@ -33,6 +34,7 @@ def _page(
             form=form,
             revoke_form=RevokeTokenForm(formdata=None),
             tokens=tokens_visible_to(db.session(), user),
+            now=now(),
             everyone=user.role is Role.ADMIN,
             new_token=new_token,
             secret=secret,
@@ -60,12 +62,17 @@ def create() -> ResponseReturnValue:
         return _page(form, status=422)
     try:
         token, secret = issue_token(
-            db.session(), user=current_staff(), name=form.name.data or "", now=now()
+            db.session(),
+            user=current_staff(),
+            name=form.name.data or "",
+            now=now(),
+            days=form.days.data or LIFETIMES[0],
         )
     except TokenError as exc:
         db.session.rollback()
-        if exc.field == "name":
-            form.name.errors = [*form.name.errors, exc.message]
+        field = {"name": form.name, "days": form.days}.get(exc.field or "")
+        if field is not None:
+            field.errors = [*field.errors, exc.message]
         else:
             form.form_errors.append(exc.message)
         return _page(form, status=422)

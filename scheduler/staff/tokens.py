@@ -27,6 +27,8 @@ HINT_LENGTH = len(TOKEN_PREFIX) + 6
 # ``last_used_at`` is written at most this often, so a busy integration does not write on
 # every read.
 USE_RESOLUTION = timedelta(minutes=1)
+# How long a new token may live, in days (OWASP ASVS 3.5.2): the first is the default.
+LIFETIMES = (90, 30, 365)
 _TOKEN_SHAPE = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]{43}")
 
 
@@ -44,9 +46,16 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(session: Session, *, user: User, name: str, now: datetime) -> tuple[ApiToken, str]:
-    """Create a token for ``user`` named ``name``; return it and the token itself, which is
-    never stored and cannot be shown again."""
+def issue_token(
+    session: Session, *, user: User, name: str, now: datetime, days: int = LIFETIMES[0]
+) -> tuple[ApiToken, str]:
+    """Create a token for ``user`` named ``name`` that works for ``days``; return it and the
+    token itself, which is never stored and cannot be shown again."""
+    if days not in LIFETIMES:
+        raise TokenError(
+            "A token lasts " + ", ".join(str(d) for d in sorted(LIFETIMES)) + " days.",
+            field="days",
+        )
     name = " ".join(name.split())
     if not name:
         raise TokenError("Please name the token after what will use it.", field="name")
@@ -55,7 +64,9 @@ def issue_token(session: Session, *, user: User, name: str, now: datetime) -> tu
     if not user.active:
         raise TokenError("A switched-off account cannot have API tokens.")
     live = session.scalars(
-        select(ApiToken.id).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        select(ApiToken.id).where(
+            ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None), ApiToken.expires_at > now
+        )
     ).all()
     if len(live) >= MAX_LIVE_TOKENS:
         raise TokenError(
@@ -68,6 +79,7 @@ def issue_token(session: Session, *, user: User, name: str, now: datetime) -> tu
         token_hash=hash_token(secret),
         hint=secret[:HINT_LENGTH],
         created_at=now,
+        expires_at=now + timedelta(days=days),
     )
     session.add(token)
     session.flush()
@@ -100,9 +112,9 @@ def may_revoke(user: User, token: ApiToken) -> bool:
     return user.role is Role.ADMIN or token.user_id == user.id
 
 
-def find_token(session: Session, presented: str) -> ApiToken | None:
+def find_token(session: Session, presented: str, now: datetime) -> ApiToken | None:
     """Return the live token ``presented`` is, or ``None`` when it is malformed, unknown,
-    revoked, or its account is switched off."""
+    revoked, expired, or its account is switched off."""
     if not _TOKEN_SHAPE.fullmatch(presented):
         return None
     token = session.scalars(
@@ -110,7 +122,7 @@ def find_token(session: Session, presented: str) -> ApiToken | None:
         .options(selectinload(ApiToken.user))
         .where(ApiToken.token_hash == hash_token(presented))
     ).first()
-    if token is None or not token.is_live:
+    if token is None or not token.is_live(now):
         return None
     return token
 

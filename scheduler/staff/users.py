@@ -11,9 +11,15 @@ from wtforms.fields.choices import SelectChoice
 from scheduler.clinic.models import Practitioner
 from scheduler.extensions import db
 from scheduler.staff.auth import current_staff, security_event, staff_only
-from scheduler.staff.forms import AccountForm, NewAccountForm, PasswordResetForm
+from scheduler.staff.forms import (
+    AccountForm,
+    NewAccountForm,
+    PasswordResetForm,
+    ResetTwoFactorForm,
+)
 from scheduler.staff.models import Role, User
 from scheduler.staff.operations import AccountError, create_user, set_new_password, update_user
+from scheduler.staff.totp import switch_off
 from scheduler.web import clinic_or_503, now
 
 blueprint = Blueprint("users", __name__, url_prefix="/staff/users")
@@ -57,6 +63,7 @@ def _edit_page(
         form=form,
         account=account,
         password_form=password_form,
+        reset_form=ResetTwoFactorForm(formdata=None),
     ), status
 
 
@@ -94,13 +101,17 @@ def new() -> ResponseReturnValue:
                 role=Role(form.role.data),
                 password=form.password.data or "",
                 practitioner=practitioners.get(form.practitioner.data or 0),
+                temporary=True,
             )
         except AccountError as exc:
             _show_error(form, exc)
             status = 422
         else:
             db.session.commit()
-            flash(f"{user.email} can log in now.", "success")
+            flash(
+                f"{user.email} can log in now, and will choose their own password first.",
+                "success",
+            )
             return redirect(url_for("users.index"), 303)
     elif form.is_submitted():
         status = 422
@@ -159,5 +170,30 @@ def reset_password(user_id: int) -> ResponseReturnValue:
         return _edit_page(account, form, password_form, 422)
     db.session.commit()
     security_event("staff.password_reset", user=account.id, by=current_staff().id)
-    flash(f"{account.email} has a new password and is logged out everywhere else.", "success")
+    flash(
+        f"{account.email} has a new password, is logged out everywhere, and will choose "
+        "their own password when they next log in.",
+        "success",
+    )
     return redirect(url_for("users.index"), 303)
+
+
+@blueprint.post("/<int:user_id>/two-factor/reset")
+@staff_only(Role.ADMIN)
+def reset_two_factor(user_id: int) -> ResponseReturnValue:
+    """Remove the second factor of someone who lost their phone and their recovery codes;
+    they log in with their password and set it up again."""
+    account = _user_or_404(user_id)
+    if not ResetTwoFactorForm().validate_on_submit():
+        abort(400)
+    if account.id == current_staff().id:
+        abort(400)  # one's own is switched off on the two-step login page, with a code
+    switch_off(db.session(), account)
+    db.session.commit()
+    security_event("staff.second_factor_reset", user=account.id, by=current_staff().id)
+    flash(
+        f"{account.email}'s two-step login is removed and they are logged out everywhere; "
+        "they set it up again when they next log in.",
+        "success",
+    )
+    return redirect(url_for("users.edit", user_id=account.id), 303)

@@ -3,11 +3,9 @@ practitioners' calendars."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -61,7 +59,8 @@ from scheduler.staff.forms import (
 )
 from scheduler.staff.models import Role
 from scheduler.staff.operations import AccountError, check_password
-from scheduler.web import accepts_bodies_up_to, clinic_or_503, external_url, now
+from scheduler.staff.two_factor import PENDING, await_code
+from scheduler.web import accepts_bodies_up_to, clinic_or_503, external_url, now, safe_next
 
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
 blueprint.add_app_template_global(may_see_health)
@@ -81,17 +80,6 @@ def takes_write_lock_itself(view: F) -> F:
 _user = current_staff
 
 
-def _safe_next(target: str | None) -> str:
-    """Return where to go after logging in: a path on this site, never another site."""
-    # Browsers drop tabs and line breaks from a URL and read "\\" as "/"; a line break
-    # would also be refused in the Location header (a 500).
-    if target and target.startswith("/") and not re.search(r"[\x00-\x1f\x7f\\]", target):
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and not target.startswith("//"):
-            return target
-    return url_for("staff.index")
-
-
 @blueprint.route("/login", methods=["GET", "POST"])
 @rate_limited(LOGIN)
 def login() -> ResponseReturnValue:
@@ -100,11 +88,15 @@ def login() -> ResponseReturnValue:
     form = LoginForm()
     if form.validate_on_submit():
         user = authenticate(db.session(), form.email.data or "", form.password.data or "", now())
+        if user is not None and user.has_second_factor:
+            db.session.commit()
+            return await_code(user, request.args.get("next"))
         if user is not None:
             start_session(user)
             db.session.commit()
-            return redirect(_safe_next(request.args.get("next")), code=303)
+            return redirect(safe_next(request.args.get("next"), url_for("staff.index")), code=303)
         db.session.commit()  # the failure count and any lock
+        session.pop(PENDING, None)  # a good password given before on this session counts no more
         form.form_errors.append(GENERIC_LOGIN_ERROR)
         return render_template("staff/login.html", form=form, clinic=clinic), 401
     status = 400 if form.is_submitted() else 200
@@ -158,6 +150,7 @@ def password() -> ResponseReturnValue:
                 form.new.errors = [exc.message]
             else:
                 user.set_password(new)
+                user.must_change_password = False
                 db.session.commit()
                 security_event("staff.password_changed", user=user.id)
                 login_user(user)  # the cookie now names the new password's version
