@@ -77,6 +77,22 @@ class _SoonAfterUpgrade:
 
 NINETY_DAYS_ON = _SoonAfterUpgrade()
 
+
+@dataclass(frozen=True)
+class FromPatient:
+    """What 0015 gives a booking or waitlist place made before it: its patient's ``field``."""
+
+    field: str
+
+    def of(self, data: Dataset, row: Row) -> Any:
+        [patient] = [
+            other
+            for other in data.rows
+            if other.table == "patients" and other.key[0] == row.values["patient_id"]
+        ]
+        return patient.values.get(self.field) or ""
+
+
 # Columns added to a table after it was created: (revision, the value a row that existed
 # before gets). Every other column is as old as its table.
 COLUMN_SINCE: dict[tuple[str, str], tuple[str, Any]] = {
@@ -101,6 +117,10 @@ COLUMN_SINCE: dict[tuple[str, str], tuple[str, Any]] = {
     ("users", "totp_enabled_at"): ("0014", None),
     ("users", "totp_last_step"): ("0014", None),
     ("api_tokens", "expires_at"): ("0014", NINETY_DAYS_ON),
+    ("bookings", "given_name"): ("0015", FromPatient("name")),
+    ("bookings", "given_phone"): ("0015", FromPatient("phone")),
+    ("waitlist_entries", "given_name"): ("0015", FromPatient("name")),
+    ("waitlist_entries", "given_phone"): ("0015", FromPatient("phone")),
 }
 
 # The migration that writes the default checklists for every clinic that exists.
@@ -194,10 +214,13 @@ class Dataset:
             rows[row.key] = {
                 name: row.values.get(name)
                 if column_since(table_name, name) <= row.floor
-                else COLUMN_SINCE[(table_name, name)][1]
+                else self._filled(COLUMN_SINCE[(table_name, name)][1], row)
                 for name in columns_at(table_name, revision)
             }
         return rows
+
+    def _filled(self, value: Any, row: Row) -> Any:
+        return value.of(self, row) if isinstance(value, FromPatient) else value
 
     def expected_default_checklists(self) -> list[tuple[Any, ...]]:
         """The default checklist items 0005 should have written, without their ids."""
@@ -435,6 +458,8 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
             "approval_requested_at": None,
             "approved_at": None,
             "declined_at": None,
+            "given_name": f"As typed {number}",
+            "given_phone": "",
         }
         return add("bookings", **(row | values))
 
@@ -548,6 +573,8 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
         practitioner_id=mei,
         status="waiting",
         token=f"entry-{b}-1",
+        given_name="Sam as typed",
+        given_phone="+44 7700 900555",
         created_at=created,
         closed_at=None,
     )

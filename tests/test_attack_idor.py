@@ -875,6 +875,43 @@ def test_booking_with_a_patients_email_does_not_show_their_health_answers(client
     assert "checked" not in page.text
 
 
+def test_booking_with_a_patients_email_does_not_show_their_name_or_phone(client, world):
+    """Regression: the manage page said "Booked for" the name on file, and the API answer gave
+    the name and phone on file, so whoever booked with a patient's email address learnt
+    them. A booking now keeps and shows what was typed for it."""
+    victim = world.mine
+    token = book_as(client, world.setup, victim.patient.email)
+
+    for path in (f"/b/{token}", f"/b/{token}/reschedule", f"/b/{token}/cancel"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert_hidden(page, (victim.patient.name, "+44 7700 900111", "7700"), path)
+        assert victim.patient.email not in page.text, path
+    assert "Booked for Mallory" in client.get(f"/b/{token}").text
+    answer = client.get(f"/api/v1/bookings/{token}").json
+    assert answer["patient"] == {"name": "Mallory", "email": victim.patient.email, "phone": ""}
+
+
+def test_joining_the_waitlist_with_a_patients_email_does_not_show_their_name(client, world):
+    victim = world.mine
+    joined = client.post(
+        "/api/v1/waitlist",
+        json={
+            "service": world.setup.follow_up.id,
+            "practitioner": world.setup.mei.id,
+            "dates": ["2026-11-30"],
+            "patient": {"name": "Mallory", "email": victim.patient.email},
+        },
+    )
+    assert joined.status_code == 201, joined.json
+    page = client.get(joined.json["manage_url"].removeprefix("https://clinic.test"))
+    assert page.status_code == 200
+    assert_hidden(page, (victim.patient.name, "7700"), "a stranger's waitlist place")
+    assert "For Mallory" in page.text
+    place = client.get(joined.json["manage_url"].replace("/waitlist/", "/api/v1/waitlist/"))
+    assert place.json["patient"]["name"] == "Mallory"
+
+
 def test_booking_with_a_patients_email_cannot_take_away_their_health_answers(
     client, session, world
 ):

@@ -335,6 +335,7 @@ def test_the_export_holds_the_patients_details_bookings_mail_and_trail(session, 
         "completed",
     )
     assert completed["notes"] == "Lower back pain since October"
+    assert completed["booked_as"] == {"name": "Ada Lovelace", "phone": history.patient.phone}
     late = bookings[history.late.id]
     assert (late["status"], late["late_cancellation"], late["cancellation_reason"]) == (
         "cancelled",
@@ -396,6 +397,7 @@ def test_erasure_anonymises_the_patient_and_keeps_their_bookings(
         BookingStatus.CANCELLED,
     }
     assert {(b.notes, b.staff_notes, b.cancellation_reason) for b in bookings} == {("", "", "")}
+    assert {(b.given_name, b.given_phone) for b in bookings} == {("Erased patient", "")}
     assert any(b.late_cancellation for b in bookings), "the late flag stays"
     notifications = session.scalars(
         select(Notification).where(Notification.booking_id.in_([b.id for b in bookings]))

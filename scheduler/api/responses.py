@@ -168,7 +168,8 @@ class SlotsOut(Out):
 
 
 class PatientOut(Out):
-    """Who a booking or a place on the waitlist is for."""
+    """Who a booking or a place on the waitlist is for: the name and phone as typed when it
+    was made (the clinic's record of the patient may say otherwise, and is not shown here)."""
 
     name: str
     email: str

@@ -115,8 +115,15 @@ def slot_json(clinic: Clinic, slot: Slot) -> dict[str, Any]:
 
 
 def booking_json(clinic: Clinic, booking: Booking) -> dict[str, Any]:
-    """One booking as the API shows it to the holder of its token (and webhooks send it)."""
-    return booking_data(clinic, booking, current_app.config["BASE_URL"])
+    """One booking as the API shows it to the holder of its token: as webhooks send it, but
+    with the name and phone typed when booking, never those on the patient's record."""
+    data = booking_data(clinic, booking, current_app.config["BASE_URL"])
+    data["patient"] = {
+        "name": booking.given_name,
+        "email": booking.patient.email,
+        "phone": booking.given_phone,
+    }
+    return data
 
 
 def _unavailable(clinic: Clinic, exc: SlotUnavailable) -> ApiError:

@@ -37,10 +37,11 @@ def entry_json(clinic: Clinic, entry: WaitlistEntry) -> dict[str, Any]:
         "dates": [day.isoformat() for day in entry.dates],
         "timezone": clinic.timezone,
         "joined": entry.created_at.astimezone(clinic.tz).isoformat(),
+        # As typed when joining, never the patient's record (see Booking.given_name).
         "patient": {
-            "name": entry.patient.name,
+            "name": entry.given_name,
             "email": entry.patient.email,
-            "phone": entry.patient.phone,
+            "phone": entry.given_phone,
         },
         "manage_url": external_url("waitlist.entry", token=entry.token),
         "leave_url": external_url("api.leave_waitlist_entry", token=entry.token),

@@ -388,6 +388,7 @@ def book_course(
                 slot=slot,
                 asked_for=session.get_one(Practitioner, slot.practitioner_id),
                 patient=person,
+                given=patient,
                 notes=notes,
                 now=now,
                 uid_host=uid_host,

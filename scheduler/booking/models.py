@@ -87,6 +87,11 @@ class Booking(Base):
     )
     manage_token: Mapped[str] = mapped_column(String(64), unique=True)
     notes: Mapped[str] = mapped_column(Text, default="")  # from the patient, when booking
+    # The name and phone number typed when booking, which the booking's own pages and API
+    # answer show: whoever books with an address already on file must not see the name and
+    # number kept for it (staff and webhooks see the patient's record).
+    given_name: Mapped[str] = mapped_column(String(200), default="")
+    given_phone: Mapped[str] = mapped_column(String(50), default="")
     staff_notes: Mapped[str] = mapped_column(Text, default="")  # internal; never shown to them
     calendar_uid: Mapped[str] = mapped_column(String(255), unique=True)
     sequence: Mapped[int] = mapped_column(Integer, default=0)

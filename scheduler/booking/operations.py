@@ -90,6 +90,10 @@ class PatientDetails:
     email: str
     phone: str = ""
 
+    def as_given(self) -> dict[str, str]:
+        """The name and phone to keep with the booking or waitlist place, as typed."""
+        return {"given_name": self.name.strip(), "given_phone": self.phone.strip()}
+
 
 # How far ahead staff may book, whatever the clinic's horizon for patients.
 STAFF_HORIZON = timedelta(days=730)
@@ -455,6 +459,7 @@ def book_session(
         slot=slot,
         asked_for=practitioner,
         patient=find_or_create_patient(session, patient, now),
+        given=patient,
         notes=notes,
         now=now,
         uid_host=uid_host,
@@ -473,15 +478,17 @@ def place_new_booking(
     slot: Slot,
     asked_for: Practitioner | None,
     patient: Patient,
+    given: PatientDetails,
     notes: str,
     now: datetime,
     uid_host: str,
     actor: Actor,
     course: Course | None = None,
 ) -> Booking:
-    """Book ``slot`` (found free in this transaction) for ``patient``, queue its mail and
-    record who booked it. ``asked_for`` is the practitioner the patient chose (``None``:
-    anyone), for the alternatives offered when another booking wins a race for the time.
+    """Book ``slot`` (found free in this transaction) for ``patient`` (who typed ``given``),
+    queue its mail and record who booked it. ``asked_for`` is the practitioner the patient
+    chose (``None``: anyone), for the alternatives offered when another booking wins a race
+    for the time.
     A session of a ``course`` (already flushed) belongs to it.
     """
     booking = Booking(
@@ -496,6 +503,7 @@ def place_new_booking(
         status=BookingStatus.CONFIRMED,
         manage_token=secrets.token_urlsafe(32),
         notes=notes.strip(),
+        **given.as_given(),
         calendar_uid=f"booking-{uuid.uuid4()}@{uid_host}",
         sequence=0,
         created_at=now,

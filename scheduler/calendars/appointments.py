@@ -134,6 +134,7 @@ class _Importer:
             status=BookingStatus.CONFIRMED,
             manage_token=secrets.token_urlsafe(32),
             notes=occurrence.description[:2000],
+            **patient.as_given(),
             calendar_uid=uid,
             sequence=occurrence.sequence,
             created_at=self.now,

@@ -108,6 +108,7 @@ def sample_letter(
         practitioner=practitioner,
         practitioner_id=practitioner.id,
         patient=Patient(name=name, email=email),
+        given_name=name,
         start_at=start,
         end_at=start + timedelta(minutes=treatment.duration_minutes),
         blocked_until=start

@@ -419,6 +419,7 @@ def export_patient(
                 "status": b.status.value,
                 "notes": b.notes,
                 "staff_notes": b.staff_notes,
+                "booked_as": {"name": b.given_name, "phone": b.given_phone},
                 "booked_at": _iso(b.created_at, tz),
                 "cancelled_at": _iso(b.cancelled_at, tz),
                 "cancellation_reason": b.cancellation_reason,
@@ -432,6 +433,7 @@ def export_patient(
                 "practitioner": entry.practitioner.name if entry.practitioner else None,
                 "dates": [day.isoformat() for day in entry.dates],
                 "status": entry.status.value,
+                "joined_as": {"name": entry.given_name, "phone": entry.given_phone},
                 "joined_at": _iso(entry.created_at, tz),
                 "left_at": _iso(entry.closed_at, tz),
                 "offers": [
@@ -514,11 +516,13 @@ def erase_patient(session: Session, *, patient: Patient, actor: Actor, now: date
         if booking.cancellation_reason:
             _scrub_trail(session, booking, booking.cancellation_reason)
         booking.notes = booking.staff_notes = booking.cancellation_reason = ""
+        booking.given_name, booking.given_phone = ERASED_NAME, ""
         booking.updated_at = now
     entries = _waitlist_of(session, patient)
     for entry in entries:
         if entry.status is EntryStatus.WAITING:
             leave_waitlist(session, entry=entry, now=now)
+        entry.given_name, entry.given_phone = ERASED_NAME, ""
     offer_ids = [offer.id for entry in entries for offer in entry.offers]
     notifications = session.scalars(
         select(Notification)

@@ -51,6 +51,9 @@ class WaitlistEntry(Base):
         value_enum(EntryStatus, "waitlist_entry_status"), default=EntryStatus.WAITING
     )
     token: Mapped[str] = mapped_column(String(64), unique=True)
+    # As typed when joining; shown on the place's own page and API answer (see Booking).
+    given_name: Mapped[str] = mapped_column(String(200), default="")
+    given_phone: Mapped[str] = mapped_column(String(50), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -164,6 +164,7 @@ def join_waitlist(
         practitioner=practitioner,
         status=EntryStatus.WAITING,
         token=secrets.token_urlsafe(32),
+        **patient.as_given(),
         created_at=now,
         days=[WaitlistDay(day=day) for day in chosen],
     )
