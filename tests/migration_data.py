@@ -106,6 +106,7 @@ COLUMN_SINCE: dict[tuple[str, str], tuple[str, Any]] = {
     ("patients", "erased_at"): ("0006", None),
     ("bookings", "course_id"): ("0008", None),
     ("notifications", "waitlist_offer_id"): ("0009", None),
+    ("notifications", "user_id"): ("0016", None),
     ("clinics", "approval_threshold"): ("0010", None),
     ("rooms", "kind"): ("0010", ""),
     ("treatments", "room_kind"): ("0010", None),
@@ -585,6 +586,8 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
         practitioner_id=None,
         status="booked",
         token=f"entry-{b}-2",
+        given_name="Jo",
+        given_phone="",
         created_at=created,
         closed_at=at("2026-11-22 08:00"),
     )
@@ -623,6 +626,7 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
         row = {
             "booking_id": live,
             "waitlist_offer_id": None,
+            "user_id": None,
             "variant": 0,
             "status": "pending",
             "due_at": at("2026-11-22 10:00"),
@@ -672,10 +676,23 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
         sent_at=at("2026-11-23 07:01"),
         recipient=f"sam{b}@example.org",
     )
+    notice = notification(
+        since="0016",
+        booking_id=None,
+        user_id=admin,
+        kind="account",
+        variant=3,
+        status="sent",
+        attempt_count=1,
+        sent_count=1,
+        sent_at=at("2026-11-23 07:02"),
+        recipient=f"admin{b}@clinic.test",
+    )
     for mail, outcome, since in (
         (sent, "sent", ""),
         (failed, "failed", ""),
         (offer_mail, "sent", "0009"),
+        (notice, "sent", "0016"),
     ):
         add(
             "delivery_attempts",

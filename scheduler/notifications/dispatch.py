@@ -75,6 +75,9 @@ _AFTER_APPROVAL = (NotificationKind.CHECKLIST, NotificationKind.AFTERCARE)
 
 def unwanted(notification: Notification, now: datetime) -> str | None:
     """Say why ``notification`` should no longer go out, if it should not."""
+    if notification.kind is NotificationKind.ACCOUNT:
+        # An account notice goes even to an account switched off: that may be the news.
+        return None if notification.user is not None else "the account no longer exists"
     if notification.waitlist_offer is not None:
         return unwanted_mail(notification.kind, notification.waitlist_offer, now)
     booking = notification.booking
@@ -209,7 +212,7 @@ def _prepare(
         now=now,
         message_id=message_id,
     )
-    notification.recipient = notification.patient.email
+    notification.recipient = notification.addressee[1]
     session.commit()
     return message
 

@@ -1,4 +1,4 @@
-"""The envelope and body every patient message shares, whatever it is about."""
+"""The envelope and body every message shares, whatever it is about and whoever it is for."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from flask import render_template
 from scheduler.calendars.export import clean_text
 from scheduler.clinic.models import Clinic
 from scheduler.notifications.models import NotificationKind
-from scheduler.patients.models import Patient
 
 # The characters that make a display name need quotes. Python's email package can drop those
 # quotes when it folds a long header (3.11.7 does), and "Eve, evil@example.com <eve@…>" then
@@ -32,21 +31,23 @@ def write_mail(
     kind: NotificationKind,
     *,
     clinic: Clinic,
-    patient: Patient,
+    to: tuple[str, str],
     subject: str,
     context: dict[str, Any],
     mail_from: str,
     now: datetime,
     message_id: str,
 ) -> EmailMessage:
-    """Write a ``kind`` message from the clinic to ``patient``: plain text and HTML from
+    """Write a ``kind`` message from the clinic to ``to`` (a name, which may be empty, and an
+    address): plain text and HTML from
     ``templates/mail/KIND.txt`` and ``.html``. Names and the subject are reduced to one clean
     line (names also lose the characters that would need quotes); the message's policy refuses
     line breaks in a header."""
     message = EmailMessage()
     message["Subject"] = clean_text(subject)
     message["From"] = Address(display_name(clinic.name), addr_spec=mail_from)
-    message["To"] = Address(display_name(patient.name), addr_spec=patient.email)
+    name, address = to
+    message["To"] = Address(display_name(name), addr_spec=address)
     if clinic.email:
         message["Reply-To"] = Address(display_name(clinic.name), addr_spec=clinic.email)
     message["Date"] = format_datetime(now)

@@ -25,6 +25,7 @@ from scheduler.i18n import format_local, greeting, in_mail_language
 from scheduler.notifications.envelope import write_mail
 from scheduler.notifications.models import Notification, NotificationKind
 from scheduler.patients.models import Patient
+from scheduler.staff.notices import compose_notice
 from scheduler.waitlist.messages import compose_waitlist_mail
 
 INVITE_METHODS = {
@@ -182,7 +183,7 @@ def _compose(letter: Letter, *, mail_from: str, now: datetime, message_id: str) 
     message = write_mail(
         notification.kind,
         clinic=clinic,
-        patient=booking.patient,
+        to=(booking.patient.name, booking.patient.email),
         subject=_subject(letter),
         context=context,
         mail_from=mail_from,
@@ -219,7 +220,17 @@ def write_message(
     now: datetime,
     message_id: str,
 ) -> EmailMessage:
-    """Write ``notification``'s message as it would go out now, about a booking or an offer."""
+    """Write ``notification``'s message as it would go out now, about a booking, an offer or
+    a staff account."""
+    if notification.kind is NotificationKind.ACCOUNT:
+        return compose_notice(
+            notification,
+            clinic,
+            base_url=base_url,
+            mail_from=mail_from,
+            now=now,
+            message_id=message_id,
+        )
     if notification.waitlist_offer is not None:
         return compose_waitlist_mail(
             notification.kind,

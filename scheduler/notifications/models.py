@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from scheduler.booking.models import Booking
 from scheduler.db import Base, UTCDateTime, utcnow, value_enum
 from scheduler.patients.models import Patient
+from scheduler.staff.models import User
 from scheduler.waitlist.models import WaitlistOffer
 
 
@@ -24,6 +25,20 @@ class NotificationKind(enum.StrEnum):
     AFTERCARE = "aftercare"
     WAITLIST_OFFER = "waitlist_offer"  # a freed time offered to a waiting patient
     WAITLIST_GONE = "waitlist_gone"  # that time was booked by someone else first
+    ACCOUNT = "account"  # to a staff member: their password, two-step login or role changed
+
+
+class AccountChange(enum.IntEnum):
+    """What an account notice tells a staff member (its ``variant``), so that a change they
+    did not make does not go unseen (OWASP ASVS 2.2.3, 2.5.5)."""
+
+    PASSWORD_CHANGED = 1
+    PASSWORD_RESET = 2  # by an admin
+    TWO_FACTOR_ON = 3
+    TWO_FACTOR_OFF = 4
+    TWO_FACTOR_REMOVED = 5  # by an admin, or on the command line
+    RECOVERY_CODES = 6
+    ROLE_CHANGED = 7  # by an admin: another role, or switched off or on
 
 
 class NotificationStatus(enum.StrEnum):
@@ -37,6 +52,12 @@ class NotificationStatus(enum.StrEnum):
 
 
 OPEN_STATUSES = (NotificationStatus.PENDING, NotificationStatus.SENDING)
+# A message is about exactly one thing.
+ONE_SUBJECT = (
+    "(CASE WHEN booking_id IS NULL THEN 0 ELSE 1 END)"
+    " + (CASE WHEN waitlist_offer_id IS NULL THEN 0 ELSE 1 END)"
+    " + (CASE WHEN user_id IS NULL THEN 0 ELSE 1 END) = 1"
+)
 
 
 class AttemptOutcome(enum.StrEnum):
@@ -49,12 +70,13 @@ class AttemptOutcome(enum.StrEnum):
 
 
 class Notification(Base):
-    """A message to a patient about a booking or a waitlist offer (exactly one of them),
-    queued with the change that causes it.
+    """A message to a patient about a booking or a waitlist offer, or to a staff member about
+    their account (exactly one of the three), queued with the change that causes it.
 
     ``(booking, kind, variant)`` is unique so nothing is queued twice: ``variant`` is the lead
-    time in minutes for a checklist, the booking's sequence for an update, and 0 otherwise;
-    an offer has at most one message of each kind. The content is rendered when it is sent,
+    time in minutes for a checklist, the booking's sequence for an update, the
+    :class:`AccountChange` of an account notice, and 0 otherwise; an offer has at most one
+    message of each kind. The content is rendered when it is sent,
     from the booking or the offer as it is then.
     """
 
@@ -62,7 +84,7 @@ class Notification(Base):
     __table_args__ = (
         UniqueConstraint("booking_id", "kind", "variant"),
         UniqueConstraint("waitlist_offer_id", "kind"),
-        CheckConstraint("(booking_id IS NULL) <> (waitlist_offer_id IS NULL)", name="one_subject"),
+        CheckConstraint(ONE_SUBJECT, name="one_subject"),
         Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
     )
 
@@ -72,6 +94,9 @@ class Notification(Base):
     )
     waitlist_offer_id: Mapped[int | None] = mapped_column(
         ForeignKey("waitlist_offers.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=True
     )
     kind: Mapped[NotificationKind] = mapped_column(
         value_enum(NotificationKind, "notification_kind")
@@ -95,11 +120,19 @@ class Notification(Base):
 
     booking: Mapped[Booking | None] = relationship()
     waitlist_offer: Mapped[WaitlistOffer | None] = relationship()
+    user: Mapped[User | None] = relationship()
     history: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="notification",
         cascade="all, delete-orphan",
         order_by="DeliveryAttempt.id",
     )
+
+    @property
+    def addressee(self) -> tuple[str, str]:
+        """The name and address the message goes to."""
+        if self.user is not None:
+            return ("", self.user.email)
+        return (self.patient.name, self.patient.email)
 
     @property
     def patient(self) -> Patient:

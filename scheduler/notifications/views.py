@@ -46,6 +46,7 @@ def outbox() -> ResponseReturnValue:
             .selectinload(WaitlistOffer.entry)
             .selectinload(WaitlistEntry.patient),
         )
+        .where(Notification.user_id.is_(None))  # staff account notices are no patient's mail
         .order_by(Notification.next_attempt_at.desc(), Notification.id.desc())
     )
     if status_filter in NotificationStatus.__members__.values():
@@ -68,7 +69,7 @@ def outbox() -> ResponseReturnValue:
 
 def _notification_or_404(notification_id: int) -> Notification:
     notification = db.session.get(Notification, notification_id)
-    if notification is None:
+    if notification is None or notification.user_id is not None:
         abort(404)
     return notification
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
@@ -10,6 +11,7 @@ from scheduler.clinic.models import Practitioner
 from scheduler.commandline import database_errors
 from scheduler.db import begin_write
 from scheduler.extensions import db
+from scheduler.notifications.models import AccountChange
 from scheduler.staff.models import Role, User
 from scheduler.staff.operations import AccountError, create_user
 from scheduler.staff.totp import switch_off
@@ -78,6 +80,6 @@ def reset_two_factor(email: str) -> None:
         raise click.ClickException(f"no staff account has the email {email.strip()}")
     if not user.has_second_factor:
         raise click.ClickException(f"{user.email} has no two-step login to remove")
-    switch_off(session, user)
+    switch_off(session, user, current_app.config["CLOCK"](), AccountChange.TWO_FACTOR_REMOVED)
     session.commit()
     click.echo(f"Removed two-step login from {user.email}; its sessions are logged out.")

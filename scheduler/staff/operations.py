@@ -6,13 +6,16 @@ Shared by the ``users`` command and the admin's pages, so both apply the same ru
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from scheduler.clinic.models import Practitioner
+from scheduler.notifications.models import AccountChange
 from scheduler.staff.models import Role, User
+from scheduler.staff.notices import queue_notice
 
 # OWASP ASVS 2.1.1: at least 12 characters, counted with runs of spaces as one.
 MIN_PASSWORD_LENGTH = 12
@@ -177,6 +180,7 @@ def update_user(
     practitioner: Practitioner | None,
     active: bool,
     acting: User,
+    now: datetime,
 ) -> User:
     """Change an account's role, practitioner or whether it may log in.
 
@@ -195,16 +199,27 @@ def update_user(
         raise AccountError("The clinic needs at least one active admin.", field="role")
     if (user.role, user.active) != (role, active):
         user.session_version += 1  # a change of rights takes effect at once, on every device
+        queue_notice(session, user, AccountChange.ROLE_CHANGED, now)
     user.role, user.practitioner, user.active = role, practitioner, active
     session.flush()
     return user
 
 
-def set_new_password(user: User, password: str) -> None:
+def set_new_password(session: Session, user: User, password: str, now: datetime) -> None:
     """Give ``user`` a new password chosen by an admin, which they must change when they
-    next log in; unlock the account and log out its sessions."""
+    next log in; unlock the account, log out its sessions and tell them by mail."""
     check_password(password, email=user.email)
     user.set_password(password)
     user.must_change_password = True
     user.failed_logins = 0
     user.locked_until = None
+    queue_notice(session, user, AccountChange.PASSWORD_RESET, now)
+
+
+def change_own_password(session: Session, user: User, password: str, now: datetime) -> None:
+    """Give ``user`` the new password they chose; log out their other sessions and tell them
+    by mail (the current password was checked by the caller)."""
+    check_password(password, email=user.email)
+    user.set_password(password)
+    user.must_change_password = False
+    queue_notice(session, user, AccountChange.PASSWORD_CHANGED, now)

@@ -29,8 +29,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from scheduler.i18n import N_
+from scheduler.notifications.models import AccountChange
 from scheduler.staff.auth import count_failure, is_locked
 from scheduler.staff.models import RecoveryCode, User
+from scheduler.staff.notices import queue_notice
 
 ISSUER = "Acupuncture scheduler"
 RECOVERY_CODES = 10
@@ -104,8 +106,11 @@ def _step_of(totp: pyotp.TOTP, code: str, now: datetime) -> int | None:
     return None
 
 
-def switch_on(user: User, *, secret: str, code: str, now: datetime, keys: Sequence[str]) -> None:
-    """Switch the second factor on with ``secret`` once ``code`` shows the app has it."""
+def switch_on(
+    session: Session, user: User, *, secret: str, code: str, now: datetime, keys: Sequence[str]
+) -> None:
+    """Switch the second factor on with ``secret`` once ``code`` shows the app has it; tell
+    the account's owner by mail."""
     code = re.sub(r"\s", "", code)
     if not _CODE.fullmatch(code):
         raise TwoFactorError(N_("Please enter the 6-digit code your app shows."))
@@ -122,6 +127,7 @@ def switch_on(user: User, *, secret: str, code: str, now: datetime, keys: Sequen
     user.totp_last_step = step
     # Other sessions of the account end: they were not made with the second factor.
     user.session_version += 1
+    queue_notice(session, user, AccountChange.TWO_FACTOR_ON, now)
 
 
 def new_recovery_codes(session: Session, user: User, now: datetime) -> list[str]:
@@ -136,6 +142,12 @@ def new_recovery_codes(session: Session, user: User, now: datetime) -> list[str]
     return ["-".join(code[i : i + 4] for i in range(0, 16, 4)) for code in codes]
 
 
+def renew_recovery_codes(session: Session, user: User, now: datetime) -> list[str]:
+    """Replace ``user``'s recovery codes at their request; tell them by mail."""
+    queue_notice(session, user, AccountChange.RECOVERY_CODES, now)
+    return new_recovery_codes(session, user, now)
+
+
 def recovery_codes_left(session: Session, user: User) -> int:
     """How many of ``user``'s recovery codes are unused."""
     return len(
@@ -147,13 +159,21 @@ def recovery_codes_left(session: Session, user: User) -> int:
     )
 
 
-def switch_off(session: Session, user: User) -> None:
-    """Remove the second factor and the recovery codes; end the account's sessions."""
+def switch_off(
+    session: Session,
+    user: User,
+    now: datetime,
+    change: AccountChange = AccountChange.TWO_FACTOR_OFF,
+) -> None:
+    """Remove the second factor and the recovery codes (``change`` says who did: the owner,
+    or :attr:`AccountChange.TWO_FACTOR_REMOVED` for an admin); end the account's sessions
+    and tell the owner by mail."""
     user.totp_secret = None
     user.totp_enabled_at = None
     user.totp_last_step = None
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     user.session_version += 1
+    queue_notice(session, user, change, now)
     session.flush()
 
 

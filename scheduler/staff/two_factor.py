@@ -42,6 +42,7 @@ from scheduler.staff.totp import (
     provisioning_uri,
     qr_svg,
     recovery_codes_left,
+    renew_recovery_codes,
     seal,
     second_factor_holds,
     switch_off,
@@ -202,7 +203,12 @@ def switch_on_view() -> ResponseReturnValue:
         return _page(form, 422)
     try:
         switch_on(
-            user, secret=_enrolling_secret(), code=form.code.data or "", now=now(), keys=_keys()
+            db.session(),
+            user,
+            secret=_enrolling_secret(),
+            code=form.code.data or "",
+            now=now(),
+            keys=_keys(),
         )
     except TwoFactorError as exc:
         db.session.rollback()
@@ -239,7 +245,7 @@ def recovery_codes() -> ResponseReturnValue:
         return redirect(url_for("two_factor.index"), code=303)
     if not _code_holds(form):
         return _page(form, 422)
-    codes = new_recovery_codes(db.session(), user, now())
+    codes = renew_recovery_codes(db.session(), user, now())
     db.session.commit()
     security_event("staff.recovery_codes_renewed", user=user.id)
     return _codes_page(codes, 201)
@@ -258,7 +264,7 @@ def off() -> ResponseReturnValue:
         return _page(form, 422)
     if not _code_holds(form):
         return _page(form, 422)
-    switch_off(db.session(), user)
+    switch_off(db.session(), user, now())
     db.session.commit()
     login_user(user)
     security_event("staff.second_factor_off", user=user.id)

@@ -10,6 +10,7 @@ from wtforms.fields.choices import SelectChoice
 
 from scheduler.clinic.models import Practitioner
 from scheduler.extensions import db
+from scheduler.notifications.models import AccountChange
 from scheduler.staff.auth import current_staff, security_event, staff_only
 from scheduler.staff.forms import (
     AccountForm,
@@ -137,6 +138,7 @@ def edit(user_id: int) -> ResponseReturnValue:
                 practitioner=practitioners.get(form.practitioner.data or 0),
                 active=bool(form.active.data),
                 acting=current_staff(),
+                now=now(),
             )
         except AccountError as exc:
             _show_error(form, exc)
@@ -161,7 +163,7 @@ def reset_password(user_id: int) -> ResponseReturnValue:
         _offer_practitioners(form)
         return _edit_page(account, form, password_form, 422)
     try:
-        set_new_password(account, password_form.password.data or "")
+        set_new_password(db.session(), account, password_form.password.data or "", now())
     except AccountError as exc:
         db.session.rollback()
         password_form.password.errors = [exc.message]
@@ -188,7 +190,7 @@ def reset_two_factor(user_id: int) -> ResponseReturnValue:
         abort(400)
     if account.id == current_staff().id:
         abort(400)  # one's own is switched off on the two-step login page, with a code
-    switch_off(db.session(), account)
+    switch_off(db.session(), account, now(), AccountChange.TWO_FACTOR_REMOVED)
     db.session.commit()
     security_event("staff.second_factor_reset", user=account.id, by=current_staff().id)
     flash(

@@ -58,7 +58,7 @@ from scheduler.staff.forms import (
     SubscriptionForm,
 )
 from scheduler.staff.models import Role
-from scheduler.staff.operations import AccountError, check_password
+from scheduler.staff.operations import AccountError, change_own_password
 from scheduler.staff.two_factor import PENDING, await_code
 from scheduler.web import accepts_bodies_up_to, clinic_or_503, external_url, now, safe_next
 
@@ -145,12 +145,11 @@ def password() -> ResponseReturnValue:
             ]
         else:
             try:
-                check_password(new, email=user.email)
+                change_own_password(db.session(), user, new, now())
             except AccountError as exc:
+                db.session.rollback()
                 form.new.errors = [exc.message]
             else:
-                user.set_password(new)
-                user.must_change_password = False
                 db.session.commit()
                 security_event("staff.password_changed", user=user.id)
                 login_user(user)  # the cookie now names the new password's version

@@ -103,7 +103,7 @@ def _compose(
     return write_mail(
         kind,
         clinic=clinic,
-        patient=patient,
+        to=(patient.name, patient.email),
         subject=_subject(kind, offer, clinic),
         context=context,
         mail_from=mail_from,
