@@ -116,6 +116,12 @@ def test_2_1_1_a_password_needs_twelve_characters_with_runs_of_spaces_as_one(pas
         "Welcome2026!!",
         "acupuncture2026",
         "letmein-letmein",
+        # What only a list of breached passwords and names knows (zxcvbn's).
+        "michaeljordan23",
+        "mustang123456",
+        "jennifer1234",
+        "superman1234",
+        "jesuschrist1",
     ],
 )
 def test_2_1_7_common_and_guessable_passwords_are_refused(password):
@@ -648,3 +654,59 @@ def test_5_2_4_and_5_5_3_the_code_never_evaluates_or_unpickles_anything():
 )
 def test_the_code_check_catches_each_kind(line):
     assert dangerous_calls(f"x = 1\n{line}\n") == [line]
+
+
+# --- V2.1.8 and 2.1.12: the strength meter and showing the password -------------------------
+
+
+def strength(client: FlaskClient, body: Any, *, token: str | None = None) -> Any:
+    headers = {"X-CSRFToken": token if token is not None else token_of(client, "/staff/password")}
+    return client.post("/staff/password/strength", json=body, headers=headers)
+
+
+def test_2_1_8_the_meter_gives_the_estimate_the_server_saves_by(app, make_user):
+    client = logged_in(app, make_user(Role.RECEPTION))
+
+    weak = strength(client, {"password": "michaeljordan23"}).get_json()
+    strong = strength(client, {"password": "quiet otters borrow lanterns"}).get_json()
+    short = strength(client, {"password": "x7#Qz!"}).get_json()
+
+    assert weak["score"] < 3
+    assert weak["enough"] is False
+    with pytest.raises(AccountError):
+        check_password("michaeljordan23")
+    assert strong == {"score": 4, "label": "Very hard to guess", "enough": True}
+    check_password("quiet otters borrow lanterns")
+    assert short["enough"] is False, "under 12 characters is never enough"
+
+
+def test_2_1_8_the_meter_counts_the_accounts_own_email_against_it(app, make_user):
+    client = logged_in(app, make_user(Role.ADMIN))
+    body = {"password": "Rosalind.Franklin-2027", "email": "rosalind.franklin@clinic.example"}
+    assert strength(client, body).get_json()["enough"] is False
+    assert strength(client, {**body, "email": "mei@clinic.example"}).get_json()["enough"]
+
+
+def test_2_1_8_the_meter_is_for_logged_in_staff_with_the_csrf_token_only(app, make_user):
+    anonymous = app.test_client()
+    token = csrf_token(anonymous.get("/staff/login").text)
+    answer = strength(anonymous, {"password": "x"}, token=token)
+    assert answer.status_code == 302
+    assert "/staff/login" in answer.headers["Location"]
+    client = logged_in(app, make_user(Role.RECEPTION))
+    assert strength(client, {"password": "x" * 20}, token="wrong").status_code == 400
+    for body in ({"password": 5}, {"nope": "x"}, ["x"], {"password": "x" * 501}):
+        answer = strength(client, body)
+        assert answer.status_code == 422, body
+        assert "password" in answer.get_json()["error"]
+
+
+def test_2_1_12_every_password_field_can_be_shown(app, make_user):
+    client = logged_in(app, make_user(Role.ADMIN))
+    for path in ("/staff/password", "/staff/users/new"):
+        page = client.get(path).text
+        assert "/static/password.js" in page, path
+    assert 'data-strength=""' in client.get("/staff/password").text
+    assert 'autocomplete="new-password"' in client.get("/staff/users/new").text
+    script = (Path(__file__).parent.parent / "static" / "password.js").read_text()
+    assert 'field.type = shown ? "text" : "password"' in script

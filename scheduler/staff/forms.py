@@ -22,6 +22,8 @@ from scheduler.staff.operations import MIN_PASSWORD_LENGTH
 from scheduler.staff.tokens import LIFETIMES
 
 TOO_SHORT = _l("Please use at least %(count)d characters.", count=MIN_PASSWORD_LENGTH)
+# A new password gets a strength meter and a "Show" button (static/password.js).
+NEW_PASSWORD = {"autocomplete": "new-password", "data-strength": ""}
 
 
 class LoginForm(FlaskForm):
@@ -46,6 +48,7 @@ class PasswordChangeForm(FlaskForm):
             DataRequired(),
             Length(min=MIN_PASSWORD_LENGTH, max=500, message=TOO_SHORT),
         ],
+        render_kw=NEW_PASSWORD,
     )
     confirm = PasswordField(
         _l("New password again"),
@@ -117,6 +120,7 @@ class NewAccountForm(AccountForm):
             DataRequired(_l("Please set a first password.")),
             Length(min=MIN_PASSWORD_LENGTH, max=500, message=TOO_SHORT),
         ],
+        render_kw=NEW_PASSWORD,
     )
 
 
@@ -129,6 +133,7 @@ class PasswordResetForm(FlaskForm):
             DataRequired(_l("Please enter the new password.")),
             Length(min=MIN_PASSWORD_LENGTH, max=500, message=TOO_SHORT),
         ],
+        render_kw=NEW_PASSWORD,
     )
 
 

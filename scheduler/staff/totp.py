@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import re
 import secrets
 from collections.abc import Sequence
@@ -87,9 +88,13 @@ def provisioning_uri(secret: str, *, email: str, issuer: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer or ISSUER)
 
 
-def qr_svg(uri: str) -> str:
-    """The QR code of ``uri`` as an SVG document."""
-    return str(segno.make(uri, error="m").svg_inline(scale=5, dark="#111", light="#fff"))
+def qr_svg(uri: str) -> bytes:
+    """The QR code of ``uri`` as an SVG document (with its namespace, to stand alone)."""
+    document = io.BytesIO()
+    segno.make(uri, error="m").save(
+        document, kind="svg", scale=5, dark="#111", light="#fff", xmldecl=False
+    )
+    return document.getvalue()
 
 
 def grouped(secret: str) -> str:

@@ -12,6 +12,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -38,6 +39,7 @@ from scheduler.calendars.subscriptions import (
 from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
 from scheduler.db import begin_write
 from scheduler.extensions import db
+from scheduler.i18n import lazy_gettext as _l
 from scheduler.ratelimit import LOGIN, rate_limited
 from scheduler.staff.auth import (
     authenticate,
@@ -58,7 +60,13 @@ from scheduler.staff.forms import (
     SubscriptionForm,
 )
 from scheduler.staff.models import Role
-from scheduler.staff.operations import AccountError, change_own_password
+from scheduler.staff.operations import (
+    LEAST_SCORE,
+    AccountError,
+    change_own_password,
+    check_password,
+    password_strength,
+)
 from scheduler.staff.two_factor import PENDING, await_code
 from scheduler.web import accepts_bodies_up_to, clinic_or_503, external_url, now, safe_next
 
@@ -157,6 +165,41 @@ def password() -> ResponseReturnValue:
                 return redirect(url_for("staff.index"), code=303)
     status = 422 if form.is_submitted() else 200
     return render_template("staff/password.html", form=form, clinic=clinic_or_503()), status
+
+
+# What the strength meter says for each of zxcvbn's scores.
+STRENGTH_LABELS = (
+    _l("Very easy to guess"),
+    _l("Easy to guess"),
+    _l("Still guessable"),
+    _l("Hard to guess"),
+    _l("Very hard to guess"),
+)
+
+
+@blueprint.post("/password/strength")
+@staff_only()
+@takes_write_lock_itself  # it reads and writes nothing
+def password_strength_view() -> ResponseReturnValue:
+    """How guessable a password being typed is, for the meter beside a new password field:
+    the same estimate the server makes when the password is saved. JSON in and out."""
+    body = request.get_json(silent=True)
+    typed = body.get("password") if isinstance(body, dict) else None
+    email = body.get("email") if isinstance(body, dict) else None
+    if not isinstance(typed, str) or len(typed) > 500:
+        return jsonify(error='Send {"password": "…"}, 500 characters at most.'), 422
+    if not isinstance(email, str) or len(email) > 254:
+        email = _user().email
+    score = password_strength(typed, email=email).score
+    try:
+        check_password(typed, email=email)
+    except AccountError:
+        # Refused when saved (too short, or a pattern the local rules know): never shown as
+        # hard to guess.
+        score, enough = min(score, LEAST_SCORE - 1), False
+    else:
+        enough = True
+    return jsonify(score=score, label=str(STRENGTH_LABELS[score]), enough=enough)
 
 
 def _practitioner_or_404(practitioner_id: int) -> Practitioner:
