@@ -138,20 +138,17 @@ class PinnedHandler(urllib.request.HTTPSHandler):
         return self.do_open(self._to_checked(http.client.HTTPSConnection), req, context=context)
 
 
-class NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Treat a redirect as the answer, for the caller to check where it leads (or refuse)."""
-
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
 def opener(connect: Connector) -> urllib.request.OpenerDirector:
-    """Return an opener for http and https only, connecting through ``connect``, following
-    no redirects and using no proxy from the environment."""
+    """Return an opener for http and https only, connecting through ``connect``, using no
+    proxy from the environment and following no redirects.
+
+    A redirect is raised as an ``HTTPError`` like any other answer that is not a success, for
+    the caller to check where it leads before it follows it, or to refuse it (a POST must not
+    turn into a GET somewhere else).
+    """
     director = urllib.request.OpenerDirector()
     for handler in (
         PinnedHandler(connect),
-        NoRedirects(),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
     ):

@@ -278,11 +278,47 @@ def test_subscription_addresses_are_normalised(url, expected):
 
 
 @pytest.mark.parametrize(
-    "url", ["file:///etc/passwd", "ftp://example.com/cal.ics", "javascript:alert(1)", "https://"]
+    ("url", "message"),
+    [
+        ("file:///etc/passwd", "must start with https://"),
+        ("ftp://example.com/cal.ics", "must start with https://"),
+        ("javascript:alert(1)", "must start with https://"),
+        ("https://", "has no host name"),
+        ("https://example.org:99999/cal.ics", "invalid port number"),
+        ("http://[::1/cal.ics", "not one a browser could open"),
+        ("https://exa\x00mple.org/cal.ics", "cannot contain spaces"),
+        ("https://example.org/my cal.ics", "cannot contain spaces"),
+    ],
 )
-def test_subscription_addresses_other_than_web_ones_are_refused(url):
-    with pytest.raises(SubscriptionError):
+def test_subscription_addresses_other_than_web_ones_are_refused(url, message):
+    with pytest.raises(SubscriptionError, match=message):
         normalise_url(url)
+
+
+@pytest.mark.parametrize("url", ["https://example.org:99999/cal.ics", "http://[::1/cal.ics"])
+def test_subscribe_refuses_a_broken_address_with_one_line(app, session, setup, url):
+    result = subscribe(app, setup, url)
+
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()
+    assert line.startswith("Error: the address ")
+    assert subscriptions(session) == []
+
+
+@pytest.mark.parametrize(
+    "location", ["http://[::1/x.ics", "http://example.org:99999/x.ics", "gopher://example.org/"]
+)
+def test_a_redirect_to_a_broken_address_is_reported_in_one_line(
+    app, session, setup, server, location
+):
+    server.paths["/mei.ics"] = Served(b"", status=302, headers={"Location": location}, etag=False)
+    subscribe(app, setup, server.url("/mei.ics"))
+
+    result = sync(app)
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "Error: Personal (127.0.0.1): the server redirected to " in result.output
 
 
 def test_subscribe_refuses_a_bad_address_with_one_line(app, setup):

@@ -57,7 +57,12 @@ def normalise_url(url: str) -> str:
     url = url.strip()
     if url.lower().startswith("webcal://"):
         url = "https://" + url[len("webcal://") :]
-    parts = urlsplit(url)
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise SubscriptionError("the address cannot contain spaces or line breaks")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a [ without its ], say
+        raise SubscriptionError("the address is not one a browser could open") from None
     if parts.scheme.lower() not in {"http", "https"}:
         raise SubscriptionError("the address must start with https:// (or http://, webcal://)")
     if not parts.hostname:
@@ -191,8 +196,13 @@ def _redirect_target(url: str, status: int, location: str | None) -> str:
     """Return the address a redirect leads to, if it is one that may be fetched."""
     if not location:
         raise SubscriptionError(f"the server answered {_status(status)} without a new address")
-    target = urljoin(url, location.strip())
-    parts = urlsplit(target)
+    try:
+        target = urljoin(url, location.strip())
+        parts = urlsplit(target)
+    except ValueError:
+        raise SubscriptionError("the server redirected to an address that is not valid") from None
+    if any(ch.isspace() or not ch.isprintable() for ch in target):
+        raise SubscriptionError("the server redirected to an address that is not valid")
     if parts.scheme.lower() not in {"http", "https"}:
         raise SubscriptionError(
             f"the server redirected to a {parts.scheme.lower()[:20]}:// address; "
