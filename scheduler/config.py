@@ -141,8 +141,10 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "WEBHOOK_TIMEOUT": _number("WEBHOOK_TIMEOUT", 10),
         # /healthz reports "degraded" when due mail or webhooks have waited longer than this.
         "HEALTH_BACKLOG_SECONDS": _number("HEALTH_BACKLOG_SECONDS", 900),
-        # Webhooks go to public addresses only unless this is set (scheduler/webhooks/addresses).
+        # Webhooks go to public addresses only unless this is set (scheduler/outbound.py).
         "WEBHOOK_ALLOW_PRIVATE": _flag("WEBHOOK_ALLOW_PRIVATE", False),
+        # Subscribed calendars likewise, for a clinic's own CalDAV server on its network.
+        "CALENDAR_ALLOW_PRIVATE": _flag("CALENDAR_ALLOW_PRIVATE", False),
         "RATELIMIT_ENABLED": _flag("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         # Put before every key in that storage, so that several clinics can share one Redis.

@@ -1,10 +1,12 @@
 """Security headers on every response: a strict content security policy, no sniffing, no
-referrer to other sites, HSTS over https, and nothing private left in caches.
+referrer to other sites (none at all from a page whose URL holds a secret), HSTS over https,
+and nothing private left in caches; and the CSRF check those token pages need.
 
 Flask-Talisman writes the policy headers; this module chooses them and adds what Talisman
-cannot decide per response (HSTS from ``BASE_URL``, ``Cache-Control``). Pages keep every
-script and style in ``static/`` so the policy needs no ``'unsafe-inline'``; the one exception,
-patient mail shown in the staff area, is its own sandboxed document (:data:`email_document`).
+cannot decide per response (HSTS from ``BASE_URL``, ``Cache-Control``, the token pages'
+``Referrer-Policy``). Pages keep every script and style in ``static/`` so the policy needs no
+``'unsafe-inline'``; the one exception, patient mail shown in the staff area, is its own
+sandboxed document (:data:`email_document`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, request
+import flask_wtf.csrf
+from flask import Flask, Response, current_app, g, request
 from flask_talisman import DENY, SAMEORIGIN, Talisman
+from wtforms import ValidationError
 
 talisman = Talisman()
 
@@ -42,11 +46,15 @@ EMAIL_POLICY = {
     "sandbox": "",
 }
 
-# Other sites get no Referer at all, so no secret in a URL (booking and waitlist tokens, feed
-# URLs) and not even the fact that a visitor came from a clinic can leak through a link. Our own
-# pages keep it: Flask-WTF refuses a form posted over https without a same-site Referer, so with
-# "no-referrer" every form on the token pages (cancel, reschedule, intake, waitlist) would fail.
+# Other sites get no Referer at all, so not even the fact that a visitor came from a clinic
+# leaks through a link; the clinic's own pages keep it, as Flask-WTF wants a same-site Referer
+# on every form posted over https (WTF_CSRF_SSL_STRICT).
 REFERRER_POLICY = "same-origin"
+# A page whose URL holds a secret (the booking, waitlist and offer pages, the feeds) sends no
+# Referer even to the clinic's own pages: the token would otherwise sit in the Referer of every
+# request its page makes, and in whatever logs those. Their forms therefore post without one,
+# and :class:`CSRFProtect` checks their CSRF token alone.
+CAPABILITY_REFERRER_POLICY = "no-referrer"
 
 # A year, for this host only: the clinic's other subdomains are not the app's to pin to https.
 HSTS = "max-age=31536000"
@@ -92,9 +100,38 @@ def holds_secret() -> bool:
     return rule is not None and "token" in rule.arguments
 
 
+# Flask-WTF ships no type hints, so its class is Any to mypy.
+class CSRFProtect(flask_wtf.csrf.CSRFProtect):  # type: ignore[misc]
+    """Flask-WTF's CSRF protection, checking the token alone on pages whose URL holds a secret.
+
+    Over https Flask-WTF also refuses a form whose Referer is missing or from another site. The
+    token pages send none (:data:`CAPABILITY_REFERRER_POLICY`), so their forms are checked by the
+    token they must carry, bound to the session as everywhere; what the Referer check adds, a
+    session planted from plain http, cannot happen here, where the session cookie is
+    ``__Host-session`` over https. Every other page keeps the Referer check.
+    """
+
+    def protect(self, apply_exemptions: bool = False) -> None:
+        """Check the current request; refuse it with :class:`~flask_wtf.csrf.CSRFError`."""
+        if not holds_secret():
+            super().protect(apply_exemptions)
+            return
+        if apply_exemptions and self._is_exempt():
+            return  # the JSON API, which takes no forms
+        if request.method not in current_app.config["WTF_CSRF_METHODS"]:
+            return
+        try:
+            flask_wtf.csrf.validate_csrf(self._get_csrf_token())
+        except ValidationError as exc:
+            self._error_response(exc.args[0])
+        g.csrf_valid = True
+
+
 def _transport_and_caching(response: Response) -> Response:
     if request.is_secure or current_app.config["BASE_URL"].startswith("https://"):
         response.headers["Strict-Transport-Security"] = HSTS
+    if holds_secret():
+        response.headers["Referrer-Policy"] = CAPABILITY_REFERRER_POLICY
     private = (
         holds_secret()
         or request.path.startswith(PRIVATE_PATHS)

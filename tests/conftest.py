@@ -84,6 +84,8 @@ def app(
             "MAIL_FOLDER": str(tmp_path_factory.mktemp("mail")),
             # The webhook tests' receivers listen on 127.0.0.1; test_webhooks checks the rule.
             "WEBHOOK_ALLOW_PRIVATE": True,
+            # Likewise the calendar servers of test_calendar_sync; it checks the rule too.
+            "CALENDAR_ALLOW_PRIVATE": True,
             # Tests send many requests from one address; tests/test_rate_limits.py checks the
             # limits on apps of its own.
             "RATELIMIT_ENABLED": False,

@@ -39,7 +39,7 @@ from scheduler.notifications.models import Notification
 from scheduler.patients.models import Patient
 from scheduler.staff.models import Role
 from scheduler.staff.tokens import issue_token
-from scheduler.waitlist.models import WaitlistOffer
+from scheduler.waitlist.models import EntryStatus, WaitlistEntry, WaitlistOffer
 from scheduler.waitlist.operations import join_waitlist
 from scheduler.webhooks.models import Webhook, WebhookDelivery, WebhookEvent
 from tests.conftest import PASSWORD, Setup, csrf_token, log_in, london, token_of
@@ -352,13 +352,112 @@ def test_over_https_a_form_needs_a_referer_from_this_site(app, session, make_use
             assert client.get("/staff/", **https).status_code == 302, "not logged in"
 
 
-def test_pages_with_forms_keep_the_referer_that_the_https_check_needs(world):
-    # "no-referrer" on a page would make every form on it fail over https.
-    for path in ("/staff/login", f"/b/{world.tokens['booking']}", "/staff/setup/clinic"):
-        client = world.visitor if path.startswith("/b/") or "login" in path else world.admin
+def test_pages_without_a_token_keep_the_referer_that_the_https_check_needs(world):
+    # "no-referrer" on these would make every form on them fail over https.
+    for client, path in (
+        (world.visitor, "/staff/login"),
+        (world.visitor, "/book"),
+        (world.admin, "/staff/setup/clinic"),
+    ):
         answer = client.get(path)
         assert answer.status_code == 200, path
-        assert answer.headers["Referrer-Policy"] in ("same-origin", "strict-origin"), path
+        assert answer.headers["Referrer-Policy"] == "same-origin", path
+
+
+HTTPS = {"base_url": "https://clinic.test"}
+
+
+def token_forms(app: Flask) -> list[tuple[Rule, str]]:
+    """Every form posted to an address holding a secret token (the JSON API aside)."""
+    return [
+        (rule, method)
+        for rule, method in rules_with(app, WRITES)
+        if "token" in rule.arguments and not is_api(rule)
+    ]
+
+
+def test_over_https_a_token_page_form_needs_its_csrf_token_though_it_has_no_referer(
+    app, world, session
+):
+    # The token pages send no Referer, so their forms are checked by their CSRF token alone:
+    # every attack below comes without one, as a real form from those pages would.
+    forms = token_forms(app)
+    assert {rule.endpoint for rule, _ in forms} >= {
+        "booking.cancel",
+        "booking.reschedule",
+        "booking.intake",
+        "waitlist.leave",
+        "waitlist.offer",
+    }
+    patient = app.test_client()
+    own = csrf_token(patient.get(f"/b/{world.tokens['booking']}/cancel", **HTTPS).text)
+    other = csrf_token(app.test_client().get("/staff/login", **HTTPS).text)
+    attacks = {
+        "no token": None,
+        "a made-up token": "not-a-token",
+        "a tampered token": own[:-4] + ("AAAA" if not own.endswith("AAAA") else "BBBB"),
+        "another session's token": other,
+    }
+    problems = []
+    before = snapshot(session)
+    for rule, method in forms:
+        url = url_of(app, rule, method, world)
+        for attack, token in attacks.items():
+            data = {"reason": "Because"} | ({"csrf_token": token} if token else {})
+            answer = patient.open(url, method=method, data=data, **HTTPS)
+            if answer.status_code != 400 or CSRF_REFUSED not in answer.text:
+                problems.append(f"{method} {url} with {attack}: {answer.status_code}")
+    assert problems == []
+    assert snapshot(session) == before
+
+
+def test_over_https_a_token_page_form_with_its_csrf_token_and_no_referer_is_taken(
+    app, world, session
+):
+    patient = app.test_client()
+    url = f"/waitlist/{world.tokens['waitlist']}/leave"
+    token = csrf_token(patient.get(f"/waitlist/{world.tokens['waitlist']}", **HTTPS).text)
+
+    answer = patient.post(url, data={"csrf_token": token}, **HTTPS)
+
+    assert answer.status_code == 303, answer.text
+    session.rollback()
+    entry = session.scalars(
+        select(WaitlistEntry).where(WaitlistEntry.token == world.tokens["waitlist"])
+    ).one()
+    assert entry.status is EntryStatus.LEFT
+
+
+def test_over_https_a_staff_form_still_needs_a_referer_from_this_site(app, session, make_user):
+    user = make_user(Role.ADMIN)
+    client = app.test_client()
+    login = "https://clinic.test/staff/login"
+    token = csrf_token(client.get(login).text)
+    answer = client.post(
+        login,
+        data={"email": user.email, "password": PASSWORD, "csrf_token": token},
+        headers={"Referer": login},
+    )
+    assert answer.status_code == 303
+    page = "https://clinic.test/staff/tokens/"
+    token = csrf_token(client.get(page).text)
+    before = snapshot(session)
+
+    without = client.post(page, data={"csrf_token": token, "name": "Reports"})
+    elsewhere = client.post(
+        page,
+        data={"csrf_token": token, "name": "Reports"},
+        headers={"Referer": "https://evil.example/b/x"},
+    )
+
+    assert (without.status_code, elsewhere.status_code) == (400, 400)
+    assert CSRF_REFUSED in without.text
+    assert snapshot(session) == before
+    taken = client.post(
+        page, data={"csrf_token": token, "name": "Reports"}, headers={"Referer": page}
+    )
+    assert taken.status_code == 201, taken.text
+    assert snapshot(session) != before
 
 
 def test_the_staff_api_ignores_the_session_cookie(app, world, session, setup):

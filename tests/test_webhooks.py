@@ -30,6 +30,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from scheduler import outbound
 from scheduler.audit import Actor
 from scheduler.booking.courses import CourseUnavailable, Repeat, book_course
 from scheduler.booking.models import Booking
@@ -40,7 +41,7 @@ from scheduler.extensions import db
 from scheduler.notifications.dispatch import LONGEST_RETRY, Settings, retry_delay
 from scheduler.patients.operations import erase_patient
 from scheduler.staff.models import Role
-from scheduler.webhooks import addresses, dispatch
+from scheduler.webhooks import dispatch
 from scheduler.webhooks.models import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent
 from scheduler.webhooks.operations import ROTATION_GRACE
 from tests.conftest import NOW, Clock, log_in, london, token_of
@@ -976,11 +977,11 @@ def test_a_name_that_turns_private_after_the_check_gets_nothing(receiver, monkey
     assert receiver.requests == []
 
 
-def _vetted_as_public(host: str, port: int, *, allow_private: bool) -> list[str]:
+def _vetted_as_public(host: str, port: int, *, allow_private: bool, advice: str) -> list[str]:
     # 192.0.2.1 (TEST-NET-1) never routes anywhere, but it is not public either: this stands
     # in for a public address, checked by the real rule in the other tests.
     assert not allow_private
-    return addresses.resolve(host, port)
+    return outbound.resolve(host, port)
 
 
 def test_a_name_resolving_to_a_private_address_is_refused_at_delivery(receiver, monkeypatch):

@@ -23,8 +23,8 @@ from scheduler.calendars.reading import CalendarFileError, limits_from, read_cap
 from scheduler.calendars.subscriptions import (
     SubscriptionError,
     apply_refresh,
+    check_url,
     label,
-    normalise_url,
     refresh,
 )
 from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
@@ -239,7 +239,7 @@ def _read(path: Path, max_bytes: int) -> bytes:
 def subscribe(url: str, key: str, name: str) -> None:
     """Subscribe a practitioner to an outside calendar's address; `calendar sync` fetches it."""
     try:
-        url = normalise_url(url)
+        url = check_url(url, allow_private=bool(current_app.config["CALENDAR_ALLOW_PRIVATE"]))
     except SubscriptionError as exc:
         raise click.ClickException(exc.message) from exc
     session = db.session()
@@ -269,6 +269,7 @@ def sync(ctx: click.Context) -> None:
     session = db.session()
     tz = _clinic(session).tz
     limits = limits_from(current_app.config)
+    allow_private = bool(current_app.config["CALENDAR_ALLOW_PRIVATE"])
     targets = session.execute(
         select(
             CalendarSubscription.id,
@@ -289,6 +290,7 @@ def sync(ctx: click.Context) -> None:
             tz=tz,
             now=now(),
             limits=limits,
+            allow_private=allow_private,
         )
         begin_write(session)
         subscription = session.get(CalendarSubscription, target.id)

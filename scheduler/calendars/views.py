@@ -32,7 +32,6 @@ def feed(token: str) -> Response:
     response.last_modified = version.last_modified
     response.cache_control.private = True
     response.cache_control.no_cache = True
-    response.headers["Referrer-Policy"] = "no-referrer"
     if request.if_none_match.contains(version.etag) or (
         not request.if_none_match
         and request.if_modified_since is not None

@@ -33,7 +33,7 @@ from scheduler.calendars.reading import CalendarFileError, limits_from, read_cap
 from scheduler.calendars.subscriptions import (
     SubscriptionError,
     apply_refresh,
-    normalise_url,
+    check_url,
     refresh,
 )
 from scheduler.clinic.models import Clinic, Practitioner, new_feed_token
@@ -333,7 +333,7 @@ def subscribe() -> ResponseReturnValue:
         return _calendars_page(subscription_form=form, status=422)
     practitioner = next(p for p in visible if p.id == form.practitioner.data)
     try:
-        url = normalise_url(form.url.data or "")
+        url = check_url(form.url.data or "", allow_private=_calendars_allow_private())
     except SubscriptionError as exc:
         form.url.errors = [exc.message]
         return _calendars_page(subscription_form=form, status=422)
@@ -354,6 +354,10 @@ def subscribe() -> ResponseReturnValue:
     db.session.commit()
     flash("Subscribed. Sync it now, or wait for the next `calendar sync`.", "info")
     return redirect(url_for("staff.calendars"), code=303)
+
+
+def _calendars_allow_private() -> bool:
+    return bool(current_app.config["CALENDAR_ALLOW_PRIVATE"])
 
 
 def _subscription_or_404(subscription_id: int) -> CalendarSubscription:
@@ -380,6 +384,7 @@ def sync(subscription_id: int) -> ResponseReturnValue:
         tz=tz,
         now=now(),
         limits=limits_from(current_app.config),
+        allow_private=_calendars_allow_private(),
     )
     begin_write(db.session())
     subscription = _subscription_or_404(subscription_id)  # it may have gone meanwhile

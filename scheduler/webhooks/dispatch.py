@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException, HTTPResponse
-from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, select
@@ -44,7 +42,7 @@ from sqlalchemy.orm import Session
 from scheduler import eventlog, leases
 from scheduler.leases import claim_due, still_held
 from scheduler.notifications.dispatch import Settings, retry_delay
-from scheduler.webhooks.addresses import Connector, Unreachable, pinned, vetted
+from scheduler.outbound import Unreachable, opener, pinned, vetted
 from scheduler.webhooks.models import (
     AttemptResult,
     DeliveryStatus,
@@ -52,7 +50,7 @@ from scheduler.webhooks.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
-from scheduler.webhooks.operations import signing_secrets
+from scheduler.webhooks.operations import HOW_TO_ALLOW, signing_secrets
 
 MAX_ATTEMPTS = 10
 TIMEOUT_SECONDS = 10.0
@@ -98,55 +96,6 @@ class Answer:
         return self.status is not None and 200 <= self.status < 300
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Treat a redirect as the answer: a POST must not turn into a GET somewhere else."""
-
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-def _pin(connection: http.client.HTTPConnection, connect: Connector) -> Any:
-    # http.client opens its socket through this attribute.
-    connection._create_connection = connect  # type: ignore[attr-defined]
-    return connection
-
-
-class _Pinned(urllib.request.HTTPSHandler):
-    """Open http and https connections to the checked addresses, whatever the host name
-    resolves to by then; TLS still checks the certificate against the name."""
-
-    http_request = urllib.request.AbstractHTTPHandler.do_request_
-
-    def __init__(self, connect: Connector) -> None:
-        super().__init__()
-        self.connect = connect
-
-    def _to_checked(self, kind: type[http.client.HTTPConnection]) -> Callable[..., Any]:
-        def connection(host: str, **options: Any) -> Any:
-            return _pin(kind(host, **options), self.connect)
-
-        return connection
-
-    def http_open(self, req: urllib.request.Request) -> HTTPResponse:
-        return self.do_open(self._to_checked(http.client.HTTPConnection), req)
-
-    def https_open(self, req: urllib.request.Request) -> HTTPResponse:
-        context = self._context  # type: ignore[attr-defined]
-        return self.do_open(self._to_checked(http.client.HTTPSConnection), req, context=context)
-
-
-def _opener(connect: Connector) -> urllib.request.OpenerDirector:
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        _Pinned(connect),
-        _NoRedirects(),
-        urllib.request.HTTPDefaultErrorHandler(),
-        urllib.request.HTTPErrorProcessor(),
-    ):
-        opener.add_handler(handler)
-    return opener
-
-
 def _read_some(response: HTTPResponse | urllib.error.HTTPError, deadline: float) -> str:
     """Read the start of an answer's body, giving up at ``deadline`` (a slow drip included)."""
     kept = b""
@@ -173,14 +122,14 @@ def post(request: Request, timeout: float) -> Answer:
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        addresses = vetted(host, port, allow_private=request.allow_private)
+        addresses = vetted(host, port, allow_private=request.allow_private, advice=HOW_TO_ALLOW)
     except Unreachable as exc:
         return Answer(None, error=str(exc), duration_ms=took())
     outgoing = urllib.request.Request(  # noqa: S310  (the URL was checked: http or https only)
         request.url, data=request.body, headers=request.headers, method="POST"
     )
     try:
-        with _opener(pinned(addresses)).open(outgoing, timeout=timeout) as response:
+        with opener(pinned(addresses)).open(outgoing, timeout=timeout) as response:
             return Answer(response.status, _read_some(response, deadline), duration_ms=took())
     except urllib.error.HTTPError as exc:
         with exc:

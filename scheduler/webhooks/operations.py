@@ -24,12 +24,12 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from scheduler import outbound
 from scheduler.audit import AuditAction
 from scheduler.booking.models import Booking
 from scheduler.clinic.models import Clinic
 from scheduler.patients.models import Patient
 from scheduler.unitofwork import OnCommit
-from scheduler.webhooks import addresses
 from scheduler.webhooks.models import (
     DeliveryStatus,
     Webhook,
@@ -51,6 +51,11 @@ EVENT_OF_ACTION = {
 }
 
 MAX_URL_LENGTH = 2000
+# What to tell an admin whose address is refused as private (scheduler/outbound.py).
+HOW_TO_ALLOW = (
+    "Webhooks go to public addresses only; if the receiver is on the clinic's own network, "
+    "the operator can set WEBHOOK_ALLOW_PRIVATE=true."
+)
 # How long the previous secret still signs, beside the new one, after a rotation.
 ROTATION_GRACE = timedelta(hours=24)
 SECRET_PREFIX = "whsec_"  # noqa: S105  (a marker that says what the value is, not a secret)
@@ -73,7 +78,7 @@ def check_url(url: str, *, allow_private: bool = False) -> str:
     """Return the address to deliver to, or raise :class:`WebhookError` saying what to fix.
 
     Unless ``allow_private``, a host inside a private network is refused (see
-    :mod:`scheduler.webhooks.addresses`); a name that cannot be resolved now is let through,
+    :mod:`scheduler.outbound`); a name that cannot be resolved now is let through,
     as the dispatcher checks again before every delivery.
     """
     url = url.strip()
@@ -119,12 +124,7 @@ def check_url(url: str, *, allow_private: bool = False) -> str:
 
 
 def _check_public(host: str, port: int) -> None:
-    address = addresses.literal(host)
-    try:
-        found = [address] if address else addresses.resolve(host, port)
-    except addresses.Unreachable:
-        return
-    reason = addresses.refusal(host, found)
+    reason = outbound.saved_refusal(host, port, HOW_TO_ALLOW)
     if reason:
         raise WebhookError(f"The address is refused: {reason}", field="url")
 
