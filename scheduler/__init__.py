@@ -155,11 +155,13 @@ def register_commands(app: Flask) -> None:
     from scheduler.calendars.commands import calendar
     from scheduler.demo.commands import demo
     from scheduler.notifications.commands import notifications
+    from scheduler.patients.commands import patients
     from scheduler.staff.commands import users
 
     app.cli.add_command(demo)
     app.cli.add_command(calendar)
     app.cli.add_command(users)
     app.cli.add_command(notifications)
+    app.cli.add_command(patients)
     # `db backup`, beside Flask-Migrate's `db` commands (registered with the extensions).
     init_backup(app)

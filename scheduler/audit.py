@@ -50,6 +50,7 @@ class Actor:
 
 PATIENT = Actor("patient")
 CALENDAR_IMPORT = Actor("calendar import")
+RETENTION = Actor("retention rule")
 
 
 class AuditEvent(Base):

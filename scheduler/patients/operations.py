@@ -574,3 +574,27 @@ def _scrub_trail(session: Session, booking: Booking, secret: str) -> None:
     """Remove free text the patient wrote from the trail's entries about ``booking``."""
     for event in trail(session, booking_id=booking.id):
         event.detail = _without(event.detail, secret)
+
+
+def lapsed_patients(session: Session, *, since: datetime, now: datetime) -> list[Patient]:
+    """Return the patients not yet erased with nothing since ``since``: no booking that began
+    after it (or is still to come), no waitlist place joined after it, and on file since
+    before it; oldest first."""
+    recent_visit = select(Booking.id).where(
+        Booking.patient_id == Patient.id, or_(Booking.start_at >= since, _upcoming(now))
+    )
+    recent_wait = select(WaitlistEntry.id).where(
+        WaitlistEntry.patient_id == Patient.id, WaitlistEntry.created_at >= since
+    )
+    return list(
+        session.scalars(
+            select(Patient)
+            .where(
+                Patient.erased_at.is_(None),
+                Patient.created_at < since,
+                ~recent_visit.exists(),
+                ~recent_wait.exists(),
+            )
+            .order_by(Patient.created_at, Patient.id)
+        )
+    )
