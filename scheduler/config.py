@@ -176,6 +176,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # hours however busy (OWASP ASVS 3.3.2); see scheduler/staff/auth.py.
         "STAFF_SESSION_IDLE_MINUTES": _number("STAFF_SESSION_IDLE_MINUTES", 30),
         "STAFF_SESSION_MAX_HOURS": _number("STAFF_SESSION_MAX_HOURS", 12),
+        # Changing accounts, exporting or erasing a patient asks for the password again when
+        # the login (or the last time it was given) is older than this (ASVS 3.7.1).
+        "STAFF_CONFIRM_MINUTES": _number("STAFF_CONFIRM_MINUTES", 15),
         # Roles that must log in with a code from an authenticator app as well as the
         # password (OWASP ASVS 4.3.1); an empty value makes it everyone's own choice.
         "STAFF_TWO_FACTOR_ROLES": _roles("STAFF_TWO_FACTOR_ROLES", "admin"),

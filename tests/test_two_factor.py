@@ -20,7 +20,7 @@ from scheduler.config import from_environment
 from scheduler.extensions import db
 from scheduler.staff.models import ApiToken, RecoveryCode, Role, User
 from scheduler.staff.totp import seal, unseal
-from tests.conftest import PASSWORD, Clock, csrf_token, log_in, token_of
+from tests.conftest import PASSWORD, Clock, csrf_token, log_in, london, token_of
 
 KEY = "test-secret"
 
@@ -506,3 +506,87 @@ def test_a_token_lasts_90_days_unless_told_and_no_other_length_is_taken(
     session.rollback()
     [token] = session.scalars(select(ApiToken)).all()
     assert token.expires_at == clock.now + timedelta(days=90)
+
+
+# --- Confirming it is you before a high-value change ---------------------------------------
+
+
+@pytest.fixture
+def later_clock(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The session clock, to move on: ``later_clock[0] += seconds``."""
+    seconds = [2_000_000.0]
+    monkeypatch.setitem(app.config, "SESSION_CLOCK", lambda: seconds[0])
+    return seconds
+
+
+def confirm(client: FlaskClient, next_url: str, password: str, code: str = "") -> Any:
+    page = client.get(f"/staff/confirm?next={next_url}")
+    return client.post(
+        f"/staff/confirm?next={next_url}",
+        data={"password": password, "code": code, "csrf_token": csrf_token(page.text)},
+    )
+
+
+def test_account_changes_ask_for_the_password_again_after_a_while(
+    app, make_user, session, later_clock
+):
+    user = make_user(Role.PRACTITIONER)
+    admin = logged_in(app, make_user(Role.ADMIN))
+    page = admin.get(f"/staff/users/{user.id}")
+    assert page.status_code == 200, "just logged in: no need"
+    token = csrf_token(page.text)
+
+    later_clock[0] += 16 * 60
+    assert admin.get(f"/staff/users/{user.id}").headers["Location"] == (
+        f"/staff/confirm?next=/staff/users/{user.id}"
+    )
+    late = admin.post(
+        f"/staff/users/{user.id}/password",
+        data={"password": "temporary words here", "csrf_token": token},
+        headers={"Referer": f"http://localhost/staff/users/{user.id}"},
+    )
+    assert late.status_code == 303
+    assert late.headers["Location"] == f"/staff/confirm?next=/staff/users/{user.id}"
+    session.rollback()
+    assert session.get(User, user.id).check_password(PASSWORD), "a late POST changes nothing"
+
+    assert confirm(admin, f"/staff/users/{user.id}", "not my password").status_code == 401
+    done = confirm(admin, f"/staff/users/{user.id}", PASSWORD)
+    assert done.status_code == 303
+    assert done.headers["Location"] == f"/staff/users/{user.id}"
+    assert admin.get(f"/staff/users/{user.id}").status_code == 200
+    later_clock[0] += 14 * 60
+    assert admin.get(f"/staff/users/{user.id}").status_code == 200, "15 minutes from then"
+
+
+def test_confirming_with_two_step_login_needs_the_code_too(
+    app, make_user, clock, later_clock, session
+):
+    user = make_user(Role.ADMIN)
+    client = logged_in(app, user)
+    secret, _ = switch_on(client, clock)
+    later_clock[0] += 20 * 60
+    assert client.get("/staff/users/").status_code == 200, "the list is not a change"
+    assert client.get("/staff/users/new").status_code == 303
+    assert confirm(client, "/staff/users/new", PASSWORD).status_code == 401
+    clock.now += timedelta(seconds=30)
+    done = confirm(client, "/staff/users/new", PASSWORD, pyotp.TOTP(secret).at(clock.now))
+    assert done.status_code == 303
+    assert client.get("/staff/users/new").status_code == 200
+
+
+def test_exporting_and_erasing_a_patient_ask_for_the_password_after_a_while(
+    app, make_user, book, setup, later_clock
+):
+    booking = book(london("2026-11-25", "10:00"))
+    admin = logged_in(app, make_user(Role.ADMIN))
+    page = admin.get(f"/staff/patients/{booking.patient_id}")
+    token = csrf_token(page.text)
+    later_clock[0] += 16 * 60
+    for action in ("export", "erase"):
+        answer = admin.post(
+            f"/staff/patients/{booking.patient_id}/{action}",
+            data={"csrf_token": token, "confirm": "ERASE"},
+        )
+        assert answer.status_code == 303, action
+        assert answer.headers["Location"].startswith("/staff/confirm?next="), action

@@ -37,7 +37,7 @@ from scheduler.patients.operations import (
     update_details,
     visible_patient,
 )
-from scheduler.staff.auth import practitioners_visible_to, staff_only
+from scheduler.staff.auth import needs_confirmation, practitioners_visible_to, staff_only
 from scheduler.staff.models import Role, User
 from scheduler.web import clinic_or_503, note_view, now
 
@@ -170,6 +170,7 @@ def update(patient_id: int) -> ResponseReturnValue:
 
 @blueprint.post("/<int:patient_id>/export")
 @staff_only(Role.ADMIN, Role.RECEPTION)
+@needs_confirmation
 def export(patient_id: int) -> ResponseReturnValue:
     """Download everything held about a patient as JSON (the health answers only for an
     admin); the export is recorded."""
@@ -197,6 +198,7 @@ def export(patient_id: int) -> ResponseReturnValue:
 
 @blueprint.post("/<int:patient_id>/erase")
 @staff_only(Role.ADMIN)
+@needs_confirmation
 def erase(patient_id: int) -> ResponseReturnValue:
     """Anonymise a patient who has no visit to come; their bookings stay for the books."""
     patient = _patient_or_404(patient_id)

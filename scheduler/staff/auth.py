@@ -14,8 +14,10 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
-from flask import abort, current_app, redirect, request, session, url_for
+from flask import abort, current_app, flash, redirect, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,6 +38,8 @@ FIRST_LOCK = timedelta(seconds=30)
 LONGEST_LOCK = timedelta(hours=1)
 # What the session cookie keeps about the login itself (seconds since the epoch).
 LOGGED_IN_AT = "staff_login_at"
+# When the password was last given again for a high-value change (see needs_confirmation).
+CONFIRMED_AT = "staff_confirmed_at"
 SEEN_AT = "staff_seen_at"
 # What an account that must first change its password or set up two-step login may still
 # reach (see first_step).
@@ -110,9 +114,46 @@ def _session_current() -> bool:
     return True
 
 
+def confirmed_recently() -> bool:
+    """Whether this session's login, or its last confirmation, is recent enough for a
+    high-value change (``STAFF_CONFIRM_MINUTES``)."""
+    at = session.get(CONFIRMED_AT, session.get(LOGGED_IN_AT))
+    limit = current_app.config["STAFF_CONFIRM_MINUTES"] * 60
+    return isinstance(at, int) and _seconds() - at < limit
+
+
+def note_confirmed() -> None:
+    """Note that the staff member has just given their password (and code) again."""
+    session[CONFIRMED_AT] = _seconds()
+
+
+def needs_confirmation(view: Callable[P, R]) -> Callable[P, R]:
+    """Ask for the password again (and the code, with two-step login) before a high-value
+    change, unless the login or the last confirmation is recent (OWASP ASVS 3.7.1, 4.3.3).
+
+    A POST that comes too late changes nothing: the person confirms and makes it again.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if confirmed_recently():
+            return view(*args, **kwargs)
+        if request.method == "GET":
+            back = request.full_path.rstrip("?")
+        else:
+            flash(_("Please confirm it is you, then make the change again."), "info")
+            referrer = urlsplit(request.referrer or "")
+            same_site = referrer.netloc in ("", request.host)
+            back = referrer.path if same_site and referrer.path else request.path
+        # The confirmation page checks ``back`` (safe_next) before it goes there.
+        return redirect(url_for("two_factor.confirm", next=back), code=303)  # type: ignore[return-value]
+
+    return wrapper
+
+
 def _forget_login() -> None:
     """Drop a login that no longer holds from the session cookie."""
-    for key in ("_user_id", "_fresh", "_id", LOGGED_IN_AT, SEEN_AT):
+    for key in ("_user_id", "_fresh", "_id", LOGGED_IN_AT, SEEN_AT, CONFIRMED_AT):
         session.pop(key, None)
 
 

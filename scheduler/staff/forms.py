@@ -174,5 +174,20 @@ class CodeForm(FlaskForm):
     )
 
 
+class ConfirmForm(FlaskForm):
+    """The password again, and a code with two-step login, before a high-value change."""
+
+    password = PasswordField(
+        _l("Your password"),
+        validators=[DataRequired(_l("Please enter your password.")), Length(max=500)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    code = StringField(
+        _l("Code from your app"),
+        validators=[Optional(), Length(max=40), single_line],
+        render_kw={"autocomplete": "one-time-code", "spellcheck": "false"},
+    )
+
+
 class ResetTwoFactorForm(FlaskForm):
     """Remove an account's second factor (a button, for an admin)."""

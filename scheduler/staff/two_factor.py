@@ -16,6 +16,7 @@ from flask import (
     flash,
     redirect,
     render_template,
+    request,
     session,
     url_for,
 )
@@ -27,12 +28,14 @@ from scheduler.extensions import db
 from scheduler.ratelimit import LOGIN, rate_limited
 from scheduler.staff.auth import (
     current_staff,
+    note_confirmed,
+    password_holds,
     security_event,
     staff_only,
     start_session,
     two_factor_required,
 )
-from scheduler.staff.forms import CodeForm
+from scheduler.staff.forms import CodeForm, ConfirmForm
 from scheduler.staff.models import User
 from scheduler.staff.totp import (
     TwoFactorError,
@@ -138,6 +141,47 @@ def code() -> ResponseReturnValue:
         return render_template("staff/login_code.html", form=form, clinic=clinic), 401
     status = 400 if form.is_submitted() else 200
     return render_template("staff/login_code.html", form=form, clinic=clinic), status
+
+
+@blueprint.route("/confirm", methods=["GET", "POST"])
+@rate_limited(LOGIN)
+@staff_only()
+def confirm() -> ResponseReturnValue:
+    """Ask for the password again (and a code, with two-step login) before a high-value
+    change, then go back to it."""
+    user = current_staff()
+    form = ConfirmForm()
+    status = 200
+    if form.validate_on_submit():
+        moment = now()
+        holds = password_holds(user, form.password.data or "", moment)
+        if holds and user.has_second_factor:
+            holds = (
+                second_factor_holds(
+                    db.session(), user, form.code.data or "", now=moment, keys=_keys()
+                )
+                is not None
+            )
+        db.session.commit()  # the failure count, any lock, the code's step
+        if holds:
+            note_confirmed()
+            security_event("staff.confirmed", user=user.id)
+            return redirect(safe_next(request.args.get("next"), url_for("staff.index")), code=303)
+        security_event("staff.login_refused", user=user.id, reason="confirm")
+        form.form_errors.append(
+            gettext(
+                "That password or code is wrong, or there have been too many tries: wait a "
+                "minute and try again."
+            )
+        )
+        status = 401
+    elif form.is_submitted():
+        status = 422
+    return (
+        render_template("staff/confirm.html", clinic=clinic_or_503(), form=form, user=user),
+        status,
+        NO_STORE,
+    )
 
 
 def _enrolling_secret() -> str:

@@ -11,7 +11,7 @@ from wtforms.fields.choices import SelectChoice
 from scheduler.clinic.models import Practitioner
 from scheduler.extensions import db
 from scheduler.notifications.models import AccountChange
-from scheduler.staff.auth import current_staff, security_event, staff_only
+from scheduler.staff.auth import current_staff, needs_confirmation, security_event, staff_only
 from scheduler.staff.forms import (
     AccountForm,
     NewAccountForm,
@@ -89,6 +89,7 @@ def index() -> ResponseReturnValue:
 
 @blueprint.route("/new", methods=["GET", "POST"])
 @staff_only(Role.ADMIN)
+@needs_confirmation
 def new() -> ResponseReturnValue:
     """Add an account."""
     form = NewAccountForm()
@@ -123,6 +124,7 @@ def new() -> ResponseReturnValue:
 
 @blueprint.route("/<int:user_id>", methods=["GET", "POST"])
 @staff_only(Role.ADMIN)
+@needs_confirmation
 def edit(user_id: int) -> ResponseReturnValue:
     """Change an account's role or practitioner, or switch it off."""
     account = _user_or_404(user_id)
@@ -154,6 +156,7 @@ def edit(user_id: int) -> ResponseReturnValue:
 
 @blueprint.post("/<int:user_id>/password")
 @staff_only(Role.ADMIN)
+@needs_confirmation
 def reset_password(user_id: int) -> ResponseReturnValue:
     """Set a new password for someone who forgot theirs; it also unlocks the account."""
     account = _user_or_404(user_id)
@@ -182,6 +185,7 @@ def reset_password(user_id: int) -> ResponseReturnValue:
 
 @blueprint.post("/<int:user_id>/two-factor/reset")
 @staff_only(Role.ADMIN)
+@needs_confirmation
 def reset_two_factor(user_id: int) -> ResponseReturnValue:
     """Remove the second factor of someone who lost their phone and their recovery codes;
     they log in with their password and set it up again."""
