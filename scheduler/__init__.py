@@ -56,6 +56,7 @@ def register_extensions(app: Flask) -> None:
     from scheduler.extensions import csrf, db, login_manager, migrate
     from scheduler.i18n import init_app as init_languages
     from scheduler.ratelimit import init_app as init_rate_limits
+    from scheduler.sealing import init_app as init_sealing
     from scheduler.security import init_app as init_security
     from scheduler.staff.auth import init_app as init_auth
     from scheduler.web import apply_body_limit
@@ -73,6 +74,7 @@ def register_extensions(app: Flask) -> None:
     # waits for the lock nor writes.
     init_rate_limits(app)
     init_security(app)
+    init_sealing(app)
     with app.app_context():
         configure_engine(db.engine)
 

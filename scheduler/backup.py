@@ -90,14 +90,17 @@ def backup(file: Path) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Add ``backup`` to the app's ``db`` commands (after Flask-Migrate has added them)."""
+    """Add ``backup`` and ``reseal`` to the app's ``db`` commands (after Flask-Migrate has
+    added them)."""
+    from scheduler.keys import reseal_command
+
     migrate_group = app.cli.commands.get("db")
     if not isinstance(migrate_group, click.Group):
         raise RuntimeError("Flask-Migrate's db commands must be registered before db backup")
     app.cli.add_command(
         click.Group(
             name=migrate_group.name,
-            commands={**migrate_group.commands, "backup": backup},
+            commands={**migrate_group.commands, "backup": backup, "reseal": reseal_command},
             params=migrate_group.params,
             callback=migrate_group.callback,
             help=migrate_group.help,

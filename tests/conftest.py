@@ -24,6 +24,7 @@ from scheduler.clinic.models import Clinic, Practitioner, Room, TimeOff, Treatme
 from scheduler.config import database_url
 from scheduler.extensions import db
 from scheduler.patients.intake import IntakeAnswers
+from scheduler.sealing import keys_of, use_outside_apps
 from scheduler.staff.models import Role, User
 from tests.smtp_server import Inbox, smtp_server
 
@@ -132,6 +133,8 @@ def session(app: Flask) -> Iterator[Session]:
     """
     with app.app_context():
         engine = db.engine
+    # It reads and writes the health answers sealed with the app's keys.
+    use_outside_apps(keys_of(app.config))
     own = Session(engine)
     yield own
     own.close()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Integer, column, insert, select, table
+from sqlalchemy import JSON, Connection, Integer, Text, column, insert, select, table
 
 from scheduler.clinic.checklists import DEFAULTS
 from scheduler.extensions import db
@@ -123,6 +123,23 @@ COLUMN_SINCE: dict[tuple[str, str], tuple[str, Any]] = {
     ("waitlist_entries", "given_name"): ("0015", FromPatient("name")),
     ("waitlist_entries", "given_phone"): ("0015", FromPatient("phone")),
 }
+
+# Columns whose type a revision changed: (that revision, the type before it). A value is
+# written and read with the type its column has at the revision.
+TYPE_BEFORE: dict[tuple[str, str], tuple[str, Any]] = {
+    ("intakes", "medications"): ("0017", Text()),
+    ("intakes", "conditions"): ("0017", JSON()),
+    ("intakes", "other_conditions"): ("0017", Text()),
+}
+
+
+def type_at(table_name: str, name: str, revision: str) -> Any:
+    """The column's type at ``revision``."""
+    changed = TYPE_BEFORE.get((table_name, name))
+    if changed is not None and revision < changed[0]:
+        return changed[1]
+    return db.metadata.tables[table_name].c[name].type
+
 
 # The migration that writes the default checklists for every clinic that exists.
 CHECKLIST_DEFAULTS_SINCE = "0005"
@@ -250,7 +267,9 @@ def insert_row(
     unknown = set(values) - {c.name for c in model.columns}
     assert not unknown, f"{table_name} has no columns {unknown}"
     written = {name: value for name, value in values.items() if name in present}
-    target = table(table_name, *(column(name, model.c[name].type) for name in written))
+    target = table(
+        table_name, *(column(name, type_at(table_name, name, revision)) for name in written)
+    )
     statement = insert(target).values(written)
     if "id" in model.c:
         new_id = connection.execute(statement.returning(column("id", Integer))).scalar_one()
@@ -265,7 +284,8 @@ def read_rows(
     """Every row of ``table_name`` at ``revision``, by primary key, read as the app reads."""
     model = db.metadata.tables[table_name]
     names = columns_at(table_name, revision)
-    result = connection.execute(select(*(model.c[name] for name in names)))
+    target = table(table_name, *(column(n, type_at(table_name, n, revision)) for n in names))
+    result = connection.execute(select(*(target.c[name] for name in names)))
     rows = {}
     for values in result.mappings():
         row = dict(values)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from scheduler.db import Base, UTCDateTime, utcnow
 from scheduler.i18n import N_
+from scheduler.sealing import SealedJSON, SealedText
 
 
 class Patient(Base):
@@ -75,10 +76,12 @@ class Intake(Base):
     patient_id: Mapped[int] = mapped_column(
         ForeignKey("patients.id", ondelete="CASCADE"), unique=True
     )
-    medications: Mapped[str] = mapped_column(Text, default="")
+    # The answers are sealed at rest (scheduler.sealing): a copy of the database alone holds
+    # no health answer in clear.
+    medications: Mapped[str] = mapped_column(SealedText, default="")
     # Condition values; a list so that a new question needs no schema change.
-    conditions: Mapped[list[str]] = mapped_column(JSON, default=list)
-    other_conditions: Mapped[str] = mapped_column(Text, default="")
+    conditions: Mapped[list[str]] = mapped_column(SealedJSON, default=list)
+    other_conditions: Mapped[str] = mapped_column(SealedText, default="")
     consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

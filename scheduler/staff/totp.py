@@ -1,11 +1,11 @@
 """The staff login's second factor: a code from an authenticator app (TOTP, RFC 6238), or one
 of ten one-time recovery codes for the day the phone is lost.
 
-The TOTP secret is stored encrypted (Fernet) with a key derived from ``SECRET_KEY``, so a copy
-of the database alone cannot make codes; ``SECRET_KEY_FALLBACKS`` still opens secrets sealed
-under an earlier key, so the key can be rotated. A code is taken once: the step it belongs to
-is remembered, and no code of that step or an earlier one works again. Wrong codes count
-towards the same lock as wrong passwords (scheduler.staff.auth.password_holds).
+The TOTP secret is stored sealed (scheduler.sealing) with a key derived from ``SECRET_KEY``,
+so a copy of the database alone cannot make codes; ``SECRET_KEY_FALLBACKS`` still opens
+secrets sealed under an earlier key, so the key can be rotated. A code is taken once: the
+step it belongs to is remembered, and no code of that step or an earlier one works again.
+Wrong codes count towards the same lock as wrong passwords (auth.password_holds).
 
 Like the other operations these take everything as arguments and only flush.
 """
@@ -23,12 +23,10 @@ from datetime import datetime
 
 import pyotp
 import segno
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from scheduler import sealing
 from scheduler.i18n import N_
 from scheduler.notifications.models import AccountChange
 from scheduler.staff.auth import count_failure, is_locked
@@ -52,29 +50,16 @@ class TwoFactorError(Exception):
         self.message = message
 
 
-def _cipher(keys: Sequence[str | bytes]) -> MultiFernet:
-    """The cipher of ``keys`` (the current ``SECRET_KEY`` first, then its fallbacks)."""
-
-    def fernet(key: str | bytes) -> Fernet:
-        raw = key.encode() if isinstance(key, str) else key
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"staff totp secret"
-        ).derive(raw)
-        return Fernet(base64.urlsafe_b64encode(derived))
-
-    return MultiFernet([fernet(key) for key in keys])
-
-
-def seal(secret: str, keys: Sequence[str | bytes]) -> str:
+def seal(secret: str, keys: Sequence[str]) -> str:
     """Encrypt a TOTP secret for the database (or a cookie)."""
-    return _cipher(keys).encrypt(secret.encode()).decode()
+    return sealing.seal(secret, keys, sealing.TOTP)
 
 
-def unseal(sealed: str, keys: Sequence[str | bytes]) -> str | None:
+def unseal(sealed: str, keys: Sequence[str]) -> str | None:
     """Decrypt a sealed TOTP secret; ``None`` if no key opens it (or it was tampered with)."""
     try:
-        return _cipher(keys).decrypt(sealed.encode()).decode()
-    except (InvalidToken, ValueError):
+        return sealing.unseal(sealed, keys, sealing.TOTP)
+    except sealing.Unreadable:
         return None
 
 

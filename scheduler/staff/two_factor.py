@@ -26,6 +26,7 @@ from flask_login import login_user
 
 from scheduler.extensions import db
 from scheduler.ratelimit import LOGIN, rate_limited
+from scheduler.sealing import keys_of
 from scheduler.staff.auth import (
     current_staff,
     note_confirmed,
@@ -65,9 +66,8 @@ PENDING_SECONDS = 300
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _keys() -> list[str]:
-    config = current_app.config
-    return [config["SECRET_KEY"], *config.get("SECRET_KEY_FALLBACKS", [])]
+def _keys() -> tuple[str, ...]:
+    return keys_of(current_app.config)
 
 
 def _seconds() -> int:
