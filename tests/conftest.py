@@ -124,6 +124,15 @@ def _clean(request: pytest.FixtureRequest, clock: Clock) -> Iterator[None]:
                     connection.execute(text(f"DELETE FROM {table}"))
 
 
+class TestSession(Session):
+    """A session whose rollback always forgets what it read, so that a test calls it to see
+    what the app wrote since, even when no transaction of its own was open."""
+
+    def rollback(self) -> None:
+        super().rollback()
+        self.expire_all()
+
+
 @pytest.fixture
 def session(app: Flask) -> Iterator[Session]:
     """The test's own database session.
@@ -135,7 +144,7 @@ def session(app: Flask) -> Iterator[Session]:
         engine = db.engine
     # It reads and writes the health answers sealed with the app's keys.
     use_outside_apps(keys_of(app.config))
-    own = Session(engine)
+    own = TestSession(engine)
     yield own
     own.close()
 
@@ -353,7 +362,13 @@ def make_user(session: Session, setup: Setup) -> Callable[..., User]:
         )
         user.set_password(PASSWORD)
         session.add(user)
-        session.commit()
+        # Keep what was just written loaded: reading it again would begin a transaction whose
+        # snapshot (on SQLite) the logins this user then makes, which write, leave behind.
+        session.expire_on_commit = False
+        try:
+            session.commit()
+        finally:
+            session.expire_on_commit = True
         return user
 
     return make

@@ -42,6 +42,7 @@ TABLE_SINCE = {
     "webhook_deliveries": "0012",
     "webhook_attempts": "0012",
     "recovery_codes": "0014",
+    "staff_sessions": "0018",
 }
 
 
@@ -783,6 +784,16 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
             revoked_at=revoked,
             expires_at=at("2027-02-20 09:00"),
         )
+    add(
+        "staff_sessions",
+        user_id=admin,
+        key_hash=f"{b}session".ljust(64, "s"),
+        version=3,
+        created_at=at("2026-11-23 07:00"),
+        ended_at=None,
+        address="203.0.113.9",
+        user_agent="Firefox",
+    )
     for n in range(2):
         add(
             "recovery_codes",

@@ -10,6 +10,7 @@ that it ends after ``STAFF_SESSION_MAX_HOURS`` however busy, and after
 from __future__ import annotations
 
 import functools
+import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 from flask import abort, current_app, flash, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -27,7 +28,7 @@ from scheduler.audit import Actor
 from scheduler.clinic.models import Practitioner
 from scheduler.eventlog import emit
 from scheduler.extensions import db, login_manager
-from scheduler.staff.models import Role, User
+from scheduler.staff.models import Role, StaffSession, User
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,6 +39,8 @@ FIRST_LOCK = timedelta(seconds=30)
 LONGEST_LOCK = timedelta(hours=1)
 # What the session cookie keeps about the login itself (seconds since the epoch).
 LOGGED_IN_AT = "staff_login_at"
+# The random key naming this session's row (StaffSession).
+SESSION_KEY = "staff_session"
 # When the password was last given again for a high-value change (see needs_confirmation).
 CONFIRMED_AT = "staff_confirmed_at"
 SEEN_AT = "staff_seen_at"
@@ -81,6 +84,10 @@ def init_app() -> None:
         if user is None or not user.active or user.session_version != int(version):
             _forget_login()
             return None
+        row = this_session()
+        if row is None or row.user_id != user.id or row.ended_at is not None:
+            _forget_login()  # ended from another device, or made before sessions had rows
+            return None
         return user
 
 
@@ -89,12 +96,74 @@ def _seconds() -> int:
     return int(current_app.config["SESSION_CLOCK"]())
 
 
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def start_session(user: User) -> None:
     """Log ``user`` in on a new session: nothing of the one before it is kept (its CSRF token
-    least of all, which whoever planted that session could know)."""
+    least of all, which whoever planted that session could know). The session gets its row
+    (see :class:`StaffSession`); the caller commits."""
     session.clear()
     login_user(user)
     session[LOGGED_IN_AT] = session[SEEN_AT] = _seconds()
+    key = secrets.token_urlsafe(32)
+    session[SESSION_KEY] = key
+    now = current_app.config["CLOCK"]()
+    oldest = now - timedelta(hours=current_app.config["STAFF_SESSION_MAX_HOURS"])
+    # What can no longer be used goes, so the table holds only a day's logins or so.
+    db.session.execute(
+        delete(StaffSession).where(
+            StaffSession.user_id == user.id,
+            or_(StaffSession.created_at < oldest, StaffSession.ended_at.is_not(None)),
+        )
+    )
+    db.session.add(
+        StaffSession(
+            user_id=user.id,
+            key_hash=_key_hash(key),
+            version=user.session_version,
+            created_at=now,
+            address=(request.remote_addr or "")[:45],
+            user_agent=request.user_agent.string[:200],
+        )
+    )
+
+
+def this_session() -> StaffSession | None:
+    """The row of this request's staff session, if it has one."""
+    key = session.get(SESSION_KEY)
+    if not isinstance(key, str) or len(key) > 100:
+        return None
+    return db.session.scalars(
+        select(StaffSession).where(StaffSession.key_hash == _key_hash(key))
+    ).first()
+
+
+def renew_session(user: User) -> None:
+    """Keep this session after a change of ``user``'s ``session_version`` has ended the
+    others (a new password, two-step login switched on or off); the caller commits."""
+    login_user(user)  # the cookie names the new version
+    row = this_session()
+    if row is not None:
+        row.version = user.session_version
+
+
+def live_sessions(user: User, now: datetime) -> list[StaffSession]:
+    """``user``'s sessions that still work, newest first."""
+    oldest = now - timedelta(hours=current_app.config["STAFF_SESSION_MAX_HOURS"])
+    return list(
+        db.session.scalars(
+            select(StaffSession)
+            .where(
+                StaffSession.user_id == user.id,
+                StaffSession.ended_at.is_(None),
+                StaffSession.version == user.session_version,
+                StaffSession.created_at >= oldest,
+            )
+            .order_by(StaffSession.created_at.desc(), StaffSession.id.desc())
+        )
+    )
 
 
 def _session_current() -> bool:
@@ -153,7 +222,7 @@ def needs_confirmation(view: Callable[P, R]) -> Callable[P, R]:
 
 def _forget_login() -> None:
     """Drop a login that no longer holds from the session cookie."""
-    for key in ("_user_id", "_fresh", "_id", LOGGED_IN_AT, SEEN_AT, CONFIRMED_AT):
+    for key in ("_user_id", "_fresh", "_id", LOGGED_IN_AT, SEEN_AT, CONFIRMED_AT, SESSION_KEY):
         session.pop(key, None)
 
 

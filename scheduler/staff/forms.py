@@ -189,5 +189,9 @@ class ConfirmForm(FlaskForm):
     )
 
 
+class EndSessionForm(FlaskForm):
+    """End a staff session (a button)."""
+
+
 class ResetTwoFactorForm(FlaskForm):
     """Remove an account's second factor (a button, for an admin)."""

@@ -102,6 +102,29 @@ class RecoveryCode(Base):
     user: Mapped[User] = relationship(back_populates="recovery_codes")
 
 
+class StaffSession(Base):
+    """One login of a staff member on one device, so that they can see their sessions and end
+    one (OWASP ASVS 3.3.4). The cookie holds a random key; only its SHA-256 is kept here.
+
+    A session lives while it is not ended, its ``version`` is the account's
+    ``session_version`` (a password change or logging out ends the others at once) and it
+    is younger than ``STAFF_SESSION_MAX_HOURS``.
+    """
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    address: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+
+    user: Mapped[User] = relationship()
+
+
 class ApiToken(Base):
     """A personal API token: it acts as its user, with their role, until revoked.
 

@@ -22,7 +22,6 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
-from flask_login import login_user
 
 from scheduler.extensions import db
 from scheduler.ratelimit import LOGIN, rate_limited
@@ -31,6 +30,7 @@ from scheduler.staff.auth import (
     current_staff,
     note_confirmed,
     password_holds,
+    renew_session,
     security_event,
     staff_only,
     start_session,
@@ -259,9 +259,9 @@ def switch_on_view() -> ResponseReturnValue:
         form.code.errors = [gettext(exc.message)]
         return _page(form, 422)
     codes = new_recovery_codes(db.session(), user, now())
+    renew_session(user)  # the others end; this one goes on
     db.session.commit()
     session.pop(ENROLLING, None)
-    login_user(user)  # the cookie names the account's new session version
     security_event("staff.second_factor_on", user=user.id)
     return _codes_page(codes, 201)
 
@@ -309,8 +309,8 @@ def off() -> ResponseReturnValue:
     if not _code_holds(form):
         return _page(form, 422)
     switch_off(db.session(), user, now())
+    renew_session(user)
     db.session.commit()
-    login_user(user)
     security_event("staff.second_factor_off", user=user.id)
     flash(gettext("Two-step login is off. Your other sessions are logged out."), "info")
     return redirect(url_for("two_factor.index"), code=303)

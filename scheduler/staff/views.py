@@ -20,7 +20,8 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_login import login_user, logout_user
+from flask_babel import gettext
+from flask_login import logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
@@ -44,22 +45,26 @@ from scheduler.ratelimit import LOGIN, rate_limited
 from scheduler.staff.auth import (
     authenticate,
     current_staff,
+    live_sessions,
     may_see_health,
     password_holds,
     practitioners_visible_to,
+    renew_session,
     security_event,
     staff_actor,
     staff_only,
     start_session,
+    this_session,
 )
 from scheduler.staff.diary import day_grid, day_sheet, week_grid
 from scheduler.staff.forms import (
+    EndSessionForm,
     ImportForm,
     LoginForm,
     PasswordChangeForm,
     SubscriptionForm,
 )
-from scheduler.staff.models import Role
+from scheduler.staff.models import Role, StaffSession
 from scheduler.staff.operations import (
     LEAST_SCORE,
     AccountError,
@@ -114,16 +119,18 @@ def login() -> ResponseReturnValue:
 @blueprint.post("/logout")
 @staff_only()
 def logout() -> ResponseReturnValue:
-    """Log out (a POST with the CSRF token, so that no link or image can do it), on every
-    device: a session lives in a cookie, so ending all of the account's sessions is the only
-    way to make a copy of this one worthless too."""
+    """Log out (a POST with the CSRF token, so that no link or image can do it): this
+    session's row ends, so a copy of its cookie is worthless too. Other devices stay logged
+    in; the sessions page ends them."""
     user = _user()
-    user.session_version += 1
+    row = this_session()
+    if row is not None:
+        row.ended_at = now()
     db.session.commit()
     security_event("staff.logout", user=user.id)
     logout_user()
     session.clear()
-    flash("You are logged out, here and on any other device.", "info")
+    flash(gettext("You are logged out."), "info")
     response = redirect(url_for("staff.login"), code=303)
     # What the browser kept of the staff area (pages in its cache) goes too.
     response.headers["Clear-Site-Data"] = '"cache", "storage"'
@@ -158,13 +165,67 @@ def password() -> ResponseReturnValue:
                 db.session.rollback()
                 form.new.errors = [exc.message]
             else:
+                renew_session(user)  # the others end; this one goes on
                 db.session.commit()
                 security_event("staff.password_changed", user=user.id)
-                login_user(user)  # the cookie now names the new password's version
                 flash("Your password is changed.", "info")
                 return redirect(url_for("staff.index"), code=303)
     status = 422 if form.is_submitted() else 200
     return render_template("staff/password.html", form=form, clinic=clinic_or_503()), status
+
+
+@blueprint.get("/sessions")
+@staff_only()
+def sessions() -> ResponseReturnValue:
+    """The staff member's sessions that still work, this one marked, each with a button to
+    end it."""
+    moment = now()
+    return (
+        render_template(
+            "staff/sessions.html",
+            clinic=clinic_or_503(),
+            rows=live_sessions(_user(), moment),
+            current=this_session(),
+            form=EndSessionForm(),
+        ),
+        200,
+        {"Cache-Control": "no-store"},
+    )
+
+
+@blueprint.post("/sessions/<int:session_id>/end")
+@staff_only()
+def end_session(session_id: int) -> ResponseReturnValue:
+    """End one of one's own sessions: that device is logged out at its next request."""
+    row = db.session.get(StaffSession, session_id)
+    if row is None or row.user_id != _user().id:
+        abort(404)
+    if not EndSessionForm().validate_on_submit():
+        abort(400)
+    current = this_session()
+    if current is not None and current.id == row.id:
+        flash(gettext("That is this session: use Log out at the top to end it."), "info")
+        return redirect(url_for("staff.sessions"), code=303)
+    row.ended_at = now()
+    db.session.commit()
+    security_event("staff.session_ended", user=row.user_id)
+    flash(gettext("That session is logged out."), "info")
+    return redirect(url_for("staff.sessions"), code=303)
+
+
+@blueprint.post("/sessions/others/end")
+@staff_only()
+def end_other_sessions() -> ResponseReturnValue:
+    """Log out every other session of one's account (a lost phone, a shared computer)."""
+    user = _user()
+    if not EndSessionForm().validate_on_submit():
+        abort(400)
+    user.session_version += 1
+    renew_session(user)
+    db.session.commit()
+    security_event("staff.sessions_ended", user=user.id)
+    flash(gettext("Your other sessions are logged out."), "info")
+    return redirect(url_for("staff.sessions"), code=303)
 
 
 # What the strength meter says for each of zxcvbn's scores.
