@@ -37,7 +37,7 @@ from scheduler.calendars.models import BusyTime, CalendarSubscription
 from scheduler.extensions import csrf, db
 from scheduler.notifications.models import Notification
 from scheduler.patients.models import Patient
-from scheduler.staff.models import Role
+from scheduler.staff.models import Role, StaffSession
 from scheduler.staff.tokens import issue_token
 from scheduler.waitlist.models import EntryStatus, WaitlistEntry, WaitlistOffer
 from scheduler.waitlist.operations import join_waitlist
@@ -163,6 +163,11 @@ def world(
     admin = logged_in(app, admin_user.email)
     other = logged_in(app, reception.email)
     visitor = app.test_client()
+    logged_in(app, admin_user.email)  # the admin on a second device, which the admin may end
+    session.rollback()
+    _, admin_session = session.scalars(
+        select(StaffSession).where(StaffSession.user_id == admin_user.id).order_by(StaffSession.id)
+    ).all()
     return World(
         admin=admin,
         admin_token=token_of(admin, "/staff/"),
@@ -180,6 +185,7 @@ def world(
             "notification_id": notification.id,
             "token_id": api_token_row.id,
             "user_id": reception.id,
+            "session_id": admin_session.id,
             "webhook_id": webhook.id,
             "delivery_id": delivery.id,
             "kind": "confirmation",

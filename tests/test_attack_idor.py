@@ -43,7 +43,7 @@ from scheduler.notifications.models import Notification
 from scheduler.patients.forms import ERASE_WORD
 from scheduler.patients.intake import IntakeAnswers
 from scheduler.patients.models import Intake, Patient
-from scheduler.staff.models import ApiToken, Role, User
+from scheduler.staff.models import ApiToken, Role, StaffSession, User
 from scheduler.staff.tokens import hash_token, issue_token
 from scheduler.waitlist.models import WaitlistEntry, WaitlistOffer
 from scheduler.waitlist.operations import join_waitlist
@@ -225,7 +225,16 @@ def make_side(
             summary=f"{marker}-BUSY-dentist",
         )
     )
-    session.add_all([subscription, event])
+    # Where this practitioner is logged in: the other must never see it, nor end it.
+    device = StaffSession(
+        user_id=user.id,
+        key_hash=f"{marker}-device".ljust(64, "0"),
+        version=user.session_version,
+        created_at=NOW,
+        address="203.0.113.77",
+        user_agent=f"{marker}-PHONE-browser",
+    )
+    session.add_all([subscription, event, device])
     session.commit()
     notification = session.scalars(
         select(Notification).where(Notification.booking_id == booking.id)
@@ -255,6 +264,7 @@ def make_side(
             subscription.name,
             off.reason,
             f"{marker}-BUSY-dentist",
+            f"{marker}-PHONE-browser",
         ),
         ids={
             "booking_id": booking.id,
@@ -265,6 +275,7 @@ def make_side(
             "notification_id": notification.id,
             "token_id": row.id,
             "user_id": user.id,
+            "session_id": device.id,
         },
     )
 
