@@ -1,8 +1,8 @@
-"""The clinic's public front page."""
+"""The clinic's public front page, and its icon where browsers look for it unbidden."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, Response, current_app, render_template, send_from_directory
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -39,3 +39,11 @@ def index() -> str:
         first_visit=checklist.first_visit,
         about_treatment=ABOUT_TREATMENT,
     )
+
+
+@blueprint.get("/favicon.ico")
+def favicon() -> Response:
+    """Answer browsers and feed readers that ask for ``/favicon.ico`` with the icon (pages name
+    theirs in ``<link rel="icon">``): the PNG, which every reader of icons understands."""
+    folder = current_app.static_folder or "static"
+    return send_from_directory(folder, "favicon-32.png", mimetype="image/png")

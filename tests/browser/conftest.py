@@ -150,12 +150,10 @@ class Visits:
 
     def on_response(self, response: Response) -> None:
         request = response.request
-        # A page may answer 409 or 422 by design, but never 500; what it loads must load.
-        # Browsers ask for /favicon.ico unbidden; the app has none.
+        # A page may answer 409 or 422 by design, but never 500; what it loads must load,
+        # its icons too.
         broken = response.status >= 500 or (
-            response.status >= 400
-            and request.resource_type != "document"
-            and not request.url.endswith("/favicon.ico")
+            response.status >= 400 and request.resource_type != "document"
         )
         if broken:
             self.problems.append(f"{request.resource_type} {request.url}: {response.status}")
