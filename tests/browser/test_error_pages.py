@@ -37,7 +37,7 @@ def expect_error_page(page: Page, heading: str) -> None:
 def test_a_missing_page_and_an_unknown_booking_link_lead_on(page: Page, setup: Setup) -> None:
     page.set_viewport_size(PHONE)
     page.goto("/no/such/page")
-    arrive(page, "**/no/such/page", shot="error-404")
+    arrive(page, "**/no/such/page")
     expect_error_page(page, "We cannot find that page")
 
     page.goto("/b/BADTOKEN")
@@ -68,7 +68,7 @@ def test_a_server_error_is_a_calm_page(
     expected = f"document {answer.url}: 500"
     assert expected in visits.problems
     visits.problems.remove(expected)
-    arrive(page, "**/book", shot="error-500")
+    arrive(page, "**/book")
     expect_error_page(page, "Something went wrong")
     expect(page.get_by_role("main")).not_to_contain_text("a bug")
 
@@ -89,7 +89,7 @@ def test_a_form_too_large_to_send_leads_back_to_it(page: Page, setup: Setup) -> 
         "(notes) => { notes.removeAttribute('maxlength'); notes.value = 'x'.repeat(1100000); }"
     )
     page.get_by_role("button", name=re.compile("^Book")).click()
-    arrive(page, "**/book/confirm?*", shot="error-413")
+    arrive(page, "**/book/confirm?*")
     expect_error_page(page, "That was too much to send")
 
     page.get_by_role("link", name="Go back to the form").click()
@@ -135,7 +135,7 @@ def test_too_many_tries_says_when_to_try_again(
         page.get_by_label("Email").fill("someone@clinic.example")
         page.get_by_label("Password").fill(f"wrong {attempt}")
         page.get_by_role("button", name="Log in").click()
-        arrive(page, "**/staff/login", shot="error-429" if attempt else None)
+        arrive(page, "**/staff/login")
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Please wait a little")
     expect(page.get_by_role("main")).to_contain_text(
