@@ -15,6 +15,7 @@ from zoneinfo import available_timezones
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -180,7 +181,7 @@ def clinic() -> ResponseReturnValue:
             _refuse(form, exc)
         else:
             db.session.commit()
-            flash("The clinic's details and booking rules are saved.", "success")
+            flash(gettext("The clinic's details and booking rules are saved."), "success")
             return redirect(url_for("setup.clinic"), code=303)
     return render_template(
         "staff/setup/clinic.html", clinic=clinic, form=form, zones=_zone_names()
@@ -279,8 +280,12 @@ def _warn_of_missing_rooms() -> None:
     for kind, needing in operations.unbookable_for_rooms(db.session()).items():
         names = ", ".join(t.name for t in needing)
         flash(
-            f"No room in use is of the kind {kind}, so {names} cannot be booked until one "
-            "is: set a room's kind under Rooms.",
+            gettext(
+                "No room in use is of the kind %(kind)s, so %(names)s cannot be booked until "
+                "one is: set a room's kind under Rooms.",
+                kind=kind,
+                names=names,
+            ),
             "warning",
         )
 
@@ -294,7 +299,7 @@ def new_treatment() -> ResponseReturnValue:
         chosen = [p for p in everyone if p.id in form.practitioners.data]
         treatment = operations.add_treatment(db.session(), _treatment_details(form), chosen)
         db.session.commit()
-        flash(f"{treatment.name} is added and can be booked.", "success")
+        flash(gettext("%(name)s is added and can be booked.", name=treatment.name), "success")
         _warn_of_missing_rooms()
         return redirect(url_for("setup.treatments"), code=303)
     return render_template(
@@ -312,7 +317,7 @@ def treatment(treatment_id: int) -> ResponseReturnValue:
         chosen = [p for p in everyone if p.id in form.practitioners.data]
         operations.update_treatment(db.session(), treatment, _treatment_details(form), chosen)
         db.session.commit()
-        flash(f"{treatment.name} is saved.", "success")
+        flash(gettext("%(name)s is saved.", name=treatment.name), "success")
         _warn_of_missing_rooms()
         return redirect(url_for("setup.treatments"), code=303)
     return render_template(
@@ -327,7 +332,10 @@ def archive_treatment(treatment_id: int) -> ResponseReturnValue:
     treatment = _get_or_404(Treatment, treatment_id)
     operations.set_treatment_active(db.session(), treatment, False)
     db.session.commit()
-    flash(f"{treatment.name} is archived: patients can no longer book it.", "success")
+    flash(
+        gettext("%(name)s is archived: patients can no longer book it.", name=treatment.name),
+        "success",
+    )
     return redirect(url_for("setup.treatments"), code=303)
 
 
@@ -338,7 +346,7 @@ def restore_treatment(treatment_id: int) -> ResponseReturnValue:
     treatment = _get_or_404(Treatment, treatment_id)
     operations.set_treatment_active(db.session(), treatment, True)
     db.session.commit()
-    flash(f"{treatment.name} can be booked again.", "success")
+    flash(gettext("%(name)s can be booked again.", name=treatment.name), "success")
     _warn_of_missing_rooms()
     return redirect(url_for("setup.treatments"), code=303)
 
@@ -355,7 +363,7 @@ def delete_treatment(treatment_id: int) -> ResponseReturnValue:
         db.session.rollback()
         return _treatments_page(problem=exc.message, status=409)
     db.session.commit()
-    flash(f"{name} is deleted.", "success")
+    flash(gettext("%(name)s is deleted.", name=name), "success")
     return redirect(url_for("setup.treatments"), code=303)
 
 
@@ -422,7 +430,10 @@ def new_practitioner() -> ResponseReturnValue:
             _refuse(form, exc)
         else:
             db.session.commit()
-            flash(f"{added.name} is added. Now set their weekly hours.", "success")
+            flash(
+                gettext("%(name)s is added. Now set their weekly hours.", name=added.name),
+                "success",
+            )
             return redirect(url_for("setup.hours", practitioner_id=added.id), code=303)
     return render_template(
         "staff/setup/practitioner.html", clinic=clinic_or_503(), form=form, practitioner=None
@@ -445,7 +456,7 @@ def practitioner(practitioner_id: int) -> ResponseReturnValue:
             _refuse(form, exc)
         else:
             db.session.commit()
-            flash(f"{practitioner.name} is saved.", "success")
+            flash(gettext("%(name)s is saved.", name=practitioner.name), "success")
             return redirect(url_for("setup.practitioners"), code=303)
     return render_template(
         "staff/setup/practitioner.html",
@@ -466,7 +477,10 @@ def archive_practitioner(practitioner_id: int) -> ResponseReturnValue:
         db.session(), Booking.practitioner_id, practitioner.id, now()
     )
     db.session.commit()
-    flash(f"{practitioner.name} is archived: patients can no longer book them.", "success")
+    flash(
+        gettext("%(name)s is archived: patients can no longer book them.", name=practitioner.name),
+        "success",
+    )
     if coming:
         flash(_bookings_stand(coming, clinic, f"with {practitioner.name}"), "warning")
     return redirect(url_for("setup.practitioners"), code=303)
@@ -479,7 +493,7 @@ def restore_practitioner(practitioner_id: int) -> ResponseReturnValue:
     practitioner = _get_or_404(Practitioner, practitioner_id)
     operations.set_practitioner_active(db.session(), practitioner, True)
     db.session.commit()
-    flash(f"{practitioner.name} can be booked again.", "success")
+    flash(gettext("%(name)s can be booked again.", name=practitioner.name), "success")
     return redirect(url_for("setup.practitioners"), code=303)
 
 
@@ -513,7 +527,7 @@ def hours(practitioner_id: int) -> ResponseReturnValue:
             )
             outside = operations.bookings_outside_hours(db.session(), clinic, practitioner, now())
             db.session.commit()
-            flash(f"{practitioner.name}'s weekly hours are saved.", "success")
+            flash(gettext("%(name)s's weekly hours are saved.", name=practitioner.name), "success")
             if outside:
                 flash(_bookings_stand(outside, clinic, "outside the new hours"), "warning")
             return redirect(url_for("setup.hours", practitioner_id=practitioner.id), code=303)
@@ -579,7 +593,7 @@ def time_off(practitioner_id: int) -> ResponseReturnValue:
         db.session(), practitioner=practitioner, start=start, end=end, reason=form.reason.data
     )
     db.session.commit()
-    flash(f"Time off for {practitioner.name} is added.", "success")
+    flash(gettext("Time off for %(name)s is added.", name=practitioner.name), "success")
     if clashes:
         flash(_bookings_stand(clashes, clinic, "inside it"), "warning")
     return redirect(url_for("setup.time_off", practitioner_id=practitioner.id), code=303)
@@ -595,7 +609,7 @@ def remove_time_off(practitioner_id: int, time_off_id: int) -> ResponseReturnVal
     operations.remove_time_off(db.session(), off)
     offer_after_time_off(db.session(), clinic=clinic_or_503(), off=off, now=now())
     db.session.commit()
-    flash("The time off is removed.", "success")
+    flash(gettext("The time off is removed."), "success")
     return redirect(url_for("setup.time_off", practitioner_id=practitioner_id), code=303)
 
 
@@ -675,7 +689,7 @@ def archive_room(room_id: int) -> ResponseReturnValue:
     db.session.commit()
     flash(f"{room.name} is archived: new bookings no longer use it.", "success")
     if not left:
-        flash("No room is left in use, so nothing can be booked.", "warning")
+        flash(gettext("No room is left in use, so nothing can be booked."), "warning")
     else:
         _warn_of_missing_rooms()
     return redirect(url_for("setup.rooms"), code=303)
@@ -704,7 +718,7 @@ def delete_room(room_id: int) -> ResponseReturnValue:
         db.session.rollback()
         return _rooms_page(problem=exc.message, status=409)
     db.session.commit()
-    flash(f"{name} is deleted.", "success")
+    flash(gettext("%(name)s is deleted.", name=name), "success")
     return redirect(url_for("setup.rooms"), code=303)
 
 
@@ -844,7 +858,7 @@ def _checklist_page(
             _refuse(form, exc)
         else:
             db.session.commit()
-            flash("The checklist is saved; the preview below shows it.", "success")
+            flash(gettext("The checklist is saved; the preview below shows it."), "success")
             return redirect(action, code=303)
     shown = treatment or _preview_treatment(request.args.get("treatment"))
     sample = _sample(clinic, shown) if shown is not None else None

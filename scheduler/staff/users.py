@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
@@ -100,7 +101,7 @@ def new() -> ResponseReturnValue:
             status = 422
         else:
             db.session.commit()
-            flash(f"{user.email} can log in now.", "success")
+            flash(gettext("%(email)s can log in now.", email=user.email), "success")
             return redirect(url_for("users.index"), 303)
     elif form.is_submitted():
         status = 422
@@ -132,7 +133,7 @@ def edit(user_id: int) -> ResponseReturnValue:
             status = 422
         else:
             db.session.commit()
-            flash(f"{account.email} is saved.", "success")
+            flash(gettext("%(email)s is saved.", email=account.email), "success")
             return redirect(url_for("users.index"), 303)
     elif form.is_submitted():
         status = 422
@@ -159,5 +160,11 @@ def reset_password(user_id: int) -> ResponseReturnValue:
         return _edit_page(account, form, password_form, 422)
     db.session.commit()
     security_event("staff.password_reset", user=account.id, by=current_staff().id)
-    flash(f"{account.email} has a new password and is logged out everywhere else.", "success")
+    flash(
+        gettext(
+            "%(email)s has a new password and is logged out everywhere else.",
+            email=account.email,
+        ),
+        "success",
+    )
     return redirect(url_for("users.index"), 303)

@@ -21,6 +21,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from flask_login import login_user, logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
@@ -123,7 +124,7 @@ def logout() -> ResponseReturnValue:
     security_event("staff.logout", user=user.id)
     logout_user()
     session.clear()
-    flash("You are logged out, here and on any other device.", "info")
+    flash(gettext("You are logged out, here and on any other device."), "info")
     response = redirect(url_for("staff.login"), code=303)
     # What the browser kept of the staff area (pages in its cache) goes too.
     response.headers["Clear-Site-Data"] = '"cache", "storage"'
@@ -161,7 +162,7 @@ def password() -> ResponseReturnValue:
                 db.session.commit()
                 security_event("staff.password_changed", user=user.id)
                 login_user(user)  # the cookie now names the new password's version
-                flash("Your password is changed.", "info")
+                flash(gettext("Your password is changed."), "info")
                 return redirect(url_for("staff.index"), code=303)
     status = 422 if form.is_submitted() else 200
     return render_template("staff/password.html", form=form, clinic=clinic_or_503()), status
@@ -317,7 +318,7 @@ def subscribe() -> ResponseReturnValue:
         )
     )
     db.session.commit()
-    flash("Subscribed. Sync it now, or wait for the next `calendar sync`.", "info")
+    flash(gettext("Subscribed. Sync it now, or wait for the next `calendar sync`."), "info")
     return redirect(url_for("staff.calendars"), code=303)
 
 
@@ -359,7 +360,7 @@ def unsubscribe(subscription_id: int) -> ResponseReturnValue:
     """Remove a subscription and the busy time it brought in."""
     db.session.delete(_subscription_or_404(subscription_id))
     db.session.commit()
-    flash("The subscription and its busy time are removed.", "info")
+    flash(gettext("The subscription and its busy time are removed."), "info")
     return redirect(url_for("staff.calendars"), code=303)
 
 
@@ -370,7 +371,12 @@ def rotate_feed(practitioner_id: int) -> ResponseReturnValue:
     practitioner = _practitioner_or_404(practitioner_id)
     practitioner.feed_token = new_feed_token()
     db.session.commit()
-    flash(f"{practitioner.name}'s feed has a new address; subscribe to it again.", "info")
+    flash(
+        gettext(
+            "%(name)s's feed has a new address; subscribe to it again.", name=practitioner.name
+        ),
+        "info",
+    )
     return redirect(url_for("staff.calendars"), code=303)
 
 
