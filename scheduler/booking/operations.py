@@ -903,7 +903,9 @@ class RoomTaken(BookingError):
 def _check_room_changeable(clinic: Clinic, booking: Booking, now: datetime) -> None:
     """Say why ``booking`` can no longer change rooms, if it cannot."""
     if booking.status is BookingStatus.CANCELLED:
-        raise BookingError("This booking is cancelled; it has no room to change.", field="room")
+        raise BookingError(
+            gettext("This booking is cancelled; it has no room to change."), field="room"
+        )
     if booking.status not in _ROOM_CHANGEABLE:
         raise BookingError(
             f"This visit is {describe_status(booking.status)}; its room can no longer change.",
@@ -942,9 +944,13 @@ def move_to_room(
     """
     _check_room_changeable(clinic, booking, now)
     if room.id == booking.room_id:
-        raise BookingError(f"The booking is already in {room.name}.", field="room")
+        raise BookingError(
+            gettext("The booking is already in %(room)s.", room=room.name), field="room"
+        )
     if not room.active:
-        raise BookingError(f"{room.name} is archived; choose a room in use.", field="room")
+        raise BookingError(
+            gettext("%(room)s is archived; choose a room in use.", room=room.name), field="room"
+        )
     kind = booking.treatment.room_kind
     if kind is not None and room.kind != kind:
         raise BookingError(

@@ -15,7 +15,7 @@ from zoneinfo import available_timezones
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_babel import gettext
+from flask_babel import gettext, ngettext
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -94,11 +94,14 @@ def _status(form: FlaskForm) -> int:
 
 
 def _bookings_stand(bookings: Sequence[Booking], clinic: Clinic, where: str) -> str:
-    """Say that ``bookings`` still stand and which they are, for a flash message."""
-    if len(bookings) == 1:
-        said = f"1 coming booking {where} still stands; move or cancel it if needed"
-    else:
-        said = f"{len(bookings)} coming bookings {where} still stand; move or cancel them if needed"
+    """Say that ``bookings`` still stand and which they are, for a flash message; ``where``
+    is a translated phrase such as "outside the new hours"."""
+    said = ngettext(
+        "%(num)d coming booking %(where)s still stands; move or cancel it if needed",
+        "%(num)d coming bookings %(where)s still stand; move or cancel them if needed",
+        len(bookings),
+        where=where,
+    )
     return f"{said}: {_names(bookings, clinic)}."
 
 
@@ -109,7 +112,7 @@ def _names(bookings: Sequence[Booking], clinic: Clinic, shown: int = 5) -> str:
         for b in bookings[:shown]
     ]
     if len(bookings) > shown:
-        said.append(f"and {len(bookings) - shown} more")
+        said.append(gettext("and %(count)d more", count=len(bookings) - shown))
     return "; ".join(said)
 
 
@@ -482,7 +485,10 @@ def archive_practitioner(practitioner_id: int) -> ResponseReturnValue:
         "success",
     )
     if coming:
-        flash(_bookings_stand(coming, clinic, f"with {practitioner.name}"), "warning")
+        flash(
+            _bookings_stand(coming, clinic, gettext("with %(name)s", name=practitioner.name)),
+            "warning",
+        )
     return redirect(url_for("setup.practitioners"), code=303)
 
 
@@ -529,7 +535,7 @@ def hours(practitioner_id: int) -> ResponseReturnValue:
             db.session.commit()
             flash(gettext("%(name)s's weekly hours are saved.", name=practitioner.name), "success")
             if outside:
-                flash(_bookings_stand(outside, clinic, "outside the new hours"), "warning")
+                flash(_bookings_stand(outside, clinic, gettext("outside the new hours")), "warning")
             return redirect(url_for("setup.hours", practitioner_id=practitioner.id), code=303)
     return render_template(
         "staff/setup/hours.html", clinic=clinic, form=form, practitioner=practitioner
@@ -595,7 +601,7 @@ def time_off(practitioner_id: int) -> ResponseReturnValue:
     db.session.commit()
     flash(gettext("Time off for %(name)s is added.", name=practitioner.name), "success")
     if clashes:
-        flash(_bookings_stand(clashes, clinic, "inside it"), "warning")
+        flash(_bookings_stand(clashes, clinic, gettext("inside it")), "warning")
     return redirect(url_for("setup.time_off", practitioner_id=practitioner.id), code=303)
 
 
@@ -665,7 +671,11 @@ def room(room_id: int) -> ResponseReturnValue:
         flash(f"{room.name} is saved.", "success")
         if misplaced:
             flash(
-                _bookings_stand(misplaced, clinic, f"in {room.name} for another kind of room"),
+                _bookings_stand(
+                    misplaced,
+                    clinic,
+                    gettext("in %(room)s for another kind of room", room=room.name),
+                ),
                 "warning",
             )
         _warn_of_missing_rooms()
