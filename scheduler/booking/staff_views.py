@@ -116,7 +116,7 @@ def _read_day(args: Mapping[str, str], name: str, default: date, errors: dict[st
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        errors[name] = "Use the date picker or YYYY-MM-DD."
+        errors[name] = gettext("Use the date picker or YYYY-MM-DD.")
         return default
 
 
@@ -127,23 +127,25 @@ def read_filters(args: Mapping[str, str], clinic: Clinic, visible: list[Practiti
     first = _read_day(args, "from", today, errors)
     last = _read_day(args, "to", first + DEFAULT_SPAN, errors)
     if last < first:
-        errors["to"] = "The last day is before the first; showing two weeks from the first."
+        errors["to"] = gettext(
+            "The last day is before the first; showing two weeks from the first."
+        )
         last = first + DEFAULT_SPAN
     elif last - first > LONGEST_SPAN:
-        errors["to"] = "Show at most a year at a time; showing a year from the first day."
+        errors["to"] = gettext("Show at most a year at a time; showing a year from the first day.")
         last = first + LONGEST_SPAN
     filters = Filters(first, last, text=args.get("q", "").strip()[:200], errors=errors)
     chosen = args.get("practitioner", "").strip()
     if chosen:
         filters.practitioner = next((p for p in visible if str(p.id) == chosen), None)
         if filters.practitioner is None:
-            errors["practitioner"] = "Choose a practitioner from the list."
+            errors["practitioner"] = gettext("Choose a practitioner from the list.")
     status = args.get("status", "").strip()
     if status:
         try:
             filters.status = BookingStatus(status)
         except ValueError:
-            errors["status"] = "Choose a status from the list."
+            errors["status"] = gettext("Choose a status from the list.")
     raw_page = args.get("page", "0")
     filters.page = int(raw_page) if raw_page.isascii() and raw_page.isdigit() else 0
     filters.page = min(filters.page, 10_000)

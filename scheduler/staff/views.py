@@ -419,9 +419,11 @@ def _requested_day(clinic: Clinic) -> tuple[date, str | None]:
     try:
         day = date.fromisoformat(raw)
     except ValueError:
-        return today, "That date is not valid; use the date picker or YYYY-MM-DD. Showing today."
+        return today, gettext(
+            "That date is not valid; use the date picker or YYYY-MM-DD. Showing today."
+        )
     if not EARLIEST_DAY <= day <= LATEST_DAY:
-        return today, "Pick a date between 2000 and 2100. Showing today."
+        return today, gettext("Pick a date between 2000 and 2100. Showing today.")
     return day, None
 
 
@@ -459,7 +461,7 @@ def week() -> ResponseReturnValue:
     if practitioner is None and practitioners:
         practitioner = practitioners[0]
         if chosen:
-            problem = "You cannot see that practitioner's week; showing one you can."
+            problem = gettext("You cannot see that practitioner's week; showing one you can.")
     grid = week_grid(db.session(), clinic, monday, practitioner) if practitioner else None
     return render_template(
         "staff/week.html",
