@@ -52,9 +52,9 @@ format: $(VENV)/.installed-test
 # New messages from the code and templates go into every language's .po, to translate there
 # (the app reads the .po itself: scheduler/i18n.py says why there are no .mo files).
 translations: $(VENV)/.installed
-	$(BIN)/pybabel --quiet extract -F babel.cfg -k _l --no-location -o $(VENV)/messages.pot .
+	$(BIN)/pybabel --quiet extract -F babel.cfg -k _l --no-location --no-wrap -o $(VENV)/messages.pot .
 	$(BIN)/pybabel --quiet update -i $(VENV)/messages.pot -d scheduler/translations \
-		--no-fuzzy-matching --ignore-obsolete
+		--no-fuzzy-matching --ignore-obsolete --no-wrap
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -242,6 +242,21 @@ LABELS = {
     "admin": N_("admin"),
     "reception": N_("reception"),
     "practitioner": N_("practitioner"),
+    # Patient mail and webhook deliveries: their kinds, states and the outcome of each try.
+    "confirmation": N_("confirmation"),
+    "checklist": N_("checklist"),
+    "update": N_("update"),
+    "cancellation": N_("cancellation"),
+    "aftercare": N_("aftercare"),
+    "waitlist offer": N_("waitlist offer"),
+    "waitlist gone": N_("waitlist gone"),
+    "pending": N_("pending"),
+    "sending": N_("sending"),
+    "sent": N_("sent"),
+    "failed": N_("failed"),
+    "skipped": N_("skipped"),
+    "retrying": N_("retrying"),
+    "delivered": N_("delivered"),
 }
 
 

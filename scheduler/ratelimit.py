@@ -20,15 +20,19 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, request, session
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, ngettext
 from flask_limiter import Limit, Limiter, RateLimitExceeded
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from scheduler.errors import error_response
+from scheduler.i18n import format_clock
 
 View = TypeVar("View", bound=Callable[..., Any])
 POST = frozenset({"POST"})
@@ -198,12 +202,18 @@ def init_app(app: Flask) -> None:
 
 
 def too_many_requests(error: RateLimitExceeded) -> ResponseReturnValue:
-    """Say when to try again: in the body, and in ``Retry-After`` as seconds."""
+    """Say when to try again: in the body (on a page, also at what time on the clinic's
+    clock), and in ``Retry-After`` as seconds."""
     wait = seconds_to_wait(error)
-    message = (
+    message = gettext(
         "There have been too many attempts in a short time, so this is paused for now. "
-        f"Please try again in {_in_words(wait)}."
+        "Please try again %(when)s.",
+        when=_in_words(wait),
     )
+    if not request.path.startswith("/api/"):
+        at = _clock_after(wait)
+        if at is not None:
+            message += " " + gettext("That is after %(time)s.", time=at)
     return error_response(429, message, [("Retry-After", str(wait))])
 
 
@@ -221,9 +231,30 @@ def seconds_to_wait(error: RateLimitExceeded) -> int:
 
 
 def _in_words(seconds: int) -> str:
+    """``in a minute``, ``in 5 minutes``, ``in 3 hours``: rounded up, never too soon."""
     minutes = math.ceil(seconds / 60)
     if minutes <= 1:
-        return "a minute"
+        return gettext("in a minute")
     if minutes < 120:
-        return f"{minutes} minutes"
-    return f"{math.ceil(minutes / 60)} hours"
+        return ngettext("in %(num)d minute", "in %(num)d minutes", minutes)
+    hours = math.ceil(minutes / 60)
+    return ngettext("in %(num)d hour", "in %(num)d hours", hours)
+
+
+def _clock_after(seconds: int) -> str | None:
+    """The time on the clinic's clock ``seconds`` from now (rounded up to the minute), or None
+    when the clinic cannot be read."""
+    from scheduler.clinic.models import Clinic
+    from scheduler.extensions import db
+
+    try:
+        clinic = Clinic.get(db.session())
+    except SQLAlchemyError:
+        db.session.rollback()
+        return None
+    if clinic is None:
+        return None
+    moment = current_app.config["CLOCK"]() + timedelta(seconds=seconds)
+    if moment.second or moment.microsecond:
+        moment = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return format_clock(moment.astimezone(clinic.tz))

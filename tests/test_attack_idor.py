@@ -342,7 +342,9 @@ def public_rules(app: Flask) -> list[Rule]:
     return [
         rule
         for rule in app.url_map.iter_rules()
-        if not rule.rule.startswith(PRIVATE_PREFIXES) and rule.endpoint != "static"
+        if not rule.rule.startswith(PRIVATE_PREFIXES)
+        # Files: the stylesheets and scripts, and the icon at /favicon.ico.
+        and rule.endpoint not in ("static", "clinic.favicon")
     ]
 
 

@@ -199,6 +199,10 @@ FOREIGN_TAGS = {"img", "svg", "math", "object", "embed", "base", "frame", "frame
 _INVISIBLE = re.compile(r"[\x00-\x20]")
 
 
+# What a page's <link> may name, from the site's own static files.
+OWN_LINKS = ("stylesheet", "icon", "apple-touch-icon")
+
+
 class Parsed(HTMLParser):
     """A page as a parser sees it: its texts and attribute values, and anything in it that
     could run script."""
@@ -227,11 +231,9 @@ class Parsed(HTMLParser):
             address = _INVISIBLE.sub("", value).lower()
             if name in URL_ATTRIBUTES and address.startswith(("javascript:", "vbscript:", "data:")):
                 self.dangers.append(f"<{tag} {name}={value!r}> (a script address)")
-        own_style = values.get("rel") == "stylesheet" and values.get("href", "").startswith(
-            "/static/"
-        )
-        if tag == "link" and not own_style:
-            self.dangers.append("<link> to something other than the site's own styles")
+        own = values.get("rel") in OWN_LINKS and values.get("href", "").startswith("/static/")
+        if tag == "link" and not own:
+            self.dangers.append("<link> to something other than the site's own styles and icons")
         if tag in FOREIGN_TAGS:
             self.dangers.append(f"<{tag}> (an element no template writes)")
         if tag == "script" and not values.get("src", "").startswith("/static/"):

@@ -175,6 +175,74 @@ def test_the_staff_area_is_in_german(client: FlaskClient, setup, make_user):
     assert "admin@clinic.example abmelden" in text
 
 
+@pytest.mark.parametrize(
+    ("start", "status", "german"),
+    [
+        (london("2026-11-23", "07:00"), 422, "Diese Zeit ist schon vorbei"),
+        (london("2026-11-23", "15:00"), 422, "Termine brauchen mindestens 12 Stunden Vorlauf"),
+        (london("2026-11-24", "10:07"), 409, "Dienstag, 24. November 2026, 10:07 GMT ist für"),
+    ],
+    ids=["past", "inside-minimum-notice", "not-on-a-slot"],
+)
+def test_a_refused_time_says_why_in_german(
+    client: FlaskClient, setup, start: datetime, status: int, german: str
+):
+    url = confirm_url(setup, start)
+    page = client.get(url, headers=GERMAN)
+
+    refused = client.post(
+        url,
+        data={"csrf_token": csrf_token(page.text), "full_name": "Ada", "email": "ada@example.org"},
+        headers=GERMAN,
+    )
+
+    assert refused.status_code == status
+    assert german in squash(refused.text)
+
+
+def test_the_api_gives_the_same_refusal_in_english(client: FlaskClient, setup):
+    body = {
+        "service": setup.follow_up.id,
+        "practitioner": setup.mei.id,
+        "start": london("2026-11-23", "07:00").isoformat(),
+        "patient": {"name": "Ada", "email": "ada@example.org"},
+    }
+
+    answer = client.post("/api/v1/bookings", json=body, headers=GERMAN)
+
+    assert answer.status_code == 422
+    assert "That time has already passed; please pick a later one." in str(answer.get_json())
+
+
+def test_staff_messages_after_an_action_are_in_german(
+    client: FlaskClient, setup, make_user, book: Callable[..., Booking]
+):
+    booking = book(TUESDAY_10, name="Ada Lovelace")
+    make_user(Role.RECEPTION)
+    page = client.get("/staff/login", headers=GERMAN)
+    client.post(
+        "/staff/login",
+        data={
+            "email": "reception@clinic.example",
+            "password": "correct horse battery",
+            "csrf_token": csrf_token(page.text),
+        },
+        headers=GERMAN,
+    )
+    detail = client.get(f"/staff/bookings/{booking.id}", headers=GERMAN)
+    assert "Keine Gesundheitsangaben vorhanden." in squash(detail.text)
+
+    saved = client.post(
+        f"/staff/bookings/{booking.id}/notes",
+        data={"csrf_token": csrf_token(detail.text), "staff_notes": "Prefers the garden room"},
+        headers=GERMAN,
+        follow_redirects=True,
+    )
+
+    assert "Notizen gespeichert." in squash(saved.text)
+    assert "Notes saved." not in saved.text
+
+
 def test_an_error_page_is_in_german(client: FlaskClient, setup):
     page = client.get("/no/such/page", headers=GERMAN)
 

@@ -651,7 +651,8 @@ def test_an_unknown_token_gives_a_friendly_404_page(browser, setup):
 
     assert page.status == 404
     assert page.response.mimetype == "text/html"
-    assert "There is nothing here. The link may be mistyped or out of date." in page.text
+    assert "We cannot find this booking" in page.text
+    assert "The latest mail from us about your booking has the right link" in page.text
     assert page.link("Back to the start") == "/"
 
 

@@ -151,7 +151,7 @@ def assert_page_429(response: TestResponse) -> None:
     assert 1 <= retry_after(response) <= 3600
     assert response.mimetype == "text/html"
     assert "Please try again in" in response.text
-    assert "<title>429 · Sorry</title>" in response.text
+    assert '<h1 id="oops-heading">Please wait a little</h1>' in response.text
 
 
 # --- Every limited call ---------------------------------------------------------------------

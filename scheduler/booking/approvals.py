@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_babel import gettext
 from sqlalchemy.orm import Session
 
 from scheduler.audit import Actor, AuditAction
@@ -18,7 +19,7 @@ from scheduler.notifications.operations import queue_for_approval
 
 def _check_awaiting(booking: Booking) -> None:
     if not booking.awaiting_approval:
-        raise BookingError("This booking is not awaiting approval.")
+        raise BookingError(gettext("This booking is not awaiting approval."))
 
 
 def approve_booking(
@@ -73,7 +74,7 @@ def decline_booking(
         )
     reason = reason.strip()
     if not reason:
-        raise BookingError("Please give a reason; the patient is told it.", field="reason")
+        raise BookingError(gettext("Please give a reason; the patient is told it."), field="reason")
     record_change(session, booking, actor, AuditAction.DECLINED, now, reason)
     booking.declined_at = now
     return cancel_booking(

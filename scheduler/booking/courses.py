@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -39,8 +40,9 @@ from scheduler.booking.operations import (
     reschedule_booking,
 )
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.i18n import format_local as local_words
 from scheduler.patients.intake import IntakeAnswers, record_intake
-from scheduler.timeutil import format_local, local_to_utc
+from scheduler.timeutil import local_to_utc
 
 MAX_SESSIONS = 12
 MAX_EVERY_WEEKS = 4
@@ -101,22 +103,29 @@ def course_dates(clinic: Clinic, start: datetime, repeat: Repeat) -> list[dateti
 def check_repeat(repeat: Repeat, dates: Sequence[datetime]) -> None:
     """Refuse a course that is too long, too sparse, or changes dates it does not have."""
     if not 2 <= repeat.count <= MAX_SESSIONS:
-        raise BookingError(f"A course has 2 to {MAX_SESSIONS} sessions.", field="sessions")
+        raise BookingError(
+            gettext("A course has 2 to %(most)d sessions.", most=MAX_SESSIONS), field="sessions"
+        )
     if not 1 <= repeat.every_weeks <= MAX_EVERY_WEEKS:
         raise BookingError(
-            f"Sessions of a course are 1 to {MAX_EVERY_WEEKS} weeks apart.", field="every_weeks"
+            gettext("Sessions of a course are 1 to %(most)d weeks apart.", most=MAX_EVERY_WEEKS),
+            field="every_weeks",
         )
     unknown = set(repeat.instead) - set(dates)
     if unknown:
         raise BookingError(
-            "A change was asked for a date that is not in the course; "
-            "please choose again from the dates listed.",
+            gettext(
+                "A change was asked for a date that is not in the course; "
+                "please choose again from the dates listed."
+            ),
             field="start",
         )
     # A course is two sessions or more (the database holds it to that too); one is a visit.
     if sum(1 for day in dates if _kept(repeat, day)) < 2:
         raise BookingError(
-            "Please keep at least two dates of the course, or book a single visit instead.",
+            gettext(
+                "Please keep at least two dates of the course, or book a single visit instead."
+            ),
             field="start",
         )
 
@@ -264,7 +273,7 @@ def plan_course(
             session, clinic=clinic, treatment=treatment, dates=dates, now=now, by_staff=by_staff
         )
         if practitioner is None:
-            raise BookingError("Nobody gives that course at the moment.", field="service")
+            raise BookingError(gettext("Nobody gives that course at the moment."), field="service")
     plan: list[Planned] = []
     clashes: list[Clash] = []
     first = True
@@ -278,9 +287,19 @@ def plan_course(
         kind = treatment if first else follow_up_for(session, treatment, who)
         first = False
         if kind is None or kind not in who.treatments:
-            name = treatment.name if kind is None else kind.name
-            follow = "a follow-up to " if kind is None else ""
-            raise BookingError(f"{who.name} does not give {follow}{name}.", field="practitioner")
+            if kind is None:
+                message = gettext(
+                    "%(practitioner)s does not give a follow-up to %(treatment)s.",
+                    practitioner=who.name,
+                    treatment=treatment.name,
+                )
+            else:
+                message = gettext(
+                    "%(practitioner)s does not give %(treatment)s.",
+                    practitioner=who.name,
+                    treatment=kind.name,
+                )
+            raise BookingError(message, field="practitioner")
         try:
             slot = pick_slot(
                 session,
@@ -317,7 +336,11 @@ def _clash(
 ) -> Clash:
     return Clash(
         day,
-        f"{format_local(target, clinic.tz)} is not free with {practitioner.name}.",
+        gettext(
+            "%(time)s is not free with %(practitioner)s.",
+            time=local_words(target, clinic.tz),
+            practitioner=practitioner.name,
+        ),
         clash_alternatives(
             session,
             clinic=clinic,
@@ -531,7 +554,11 @@ def move_rest_of_course(
             clashes.append(
                 Clash(
                     target,
-                    f"{format_local(target, tz)} is not free with {item.practitioner.name}.",
+                    gettext(
+                        "%(time)s is not free with %(practitioner)s.",
+                        time=local_words(target, tz),
+                        practitioner=item.practitioner.name,
+                    ),
                     [],
                 )
             )

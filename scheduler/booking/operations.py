@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from flask_babel import gettext
 from sqlalchemy import Select, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -43,6 +44,8 @@ from scheduler.clinic.models import (
     WorkingHours,
     practitioner_treatments,
 )
+from scheduler.i18n import format_local as local_words
+from scheduler.i18n import label
 from scheduler.notifications.operations import (
     queue_for_cancellation,
     queue_for_new_booking,
@@ -240,16 +243,24 @@ def _check_rules(clinic: Clinic, start: datetime, now: datetime, *, by_staff: bo
     """Explain why ``start`` breaks the clinic's rules, if it does."""
     rules = rules_of(clinic, by_staff=by_staff)
     if start <= now:
-        raise BookingError("That time has already passed; please pick a later one.", field="start")
+        raise BookingError(
+            gettext("That time has already passed; please pick a later one."), field="start"
+        )
     if start < now + rules.min_notice:
         hours = clinic.min_notice_minutes / 60
         raise BookingError(
-            f"Bookings need at least {hours:g} hours' notice; please pick a later time.",
+            gettext(
+                "Bookings need at least %(hours)s hours' notice; please pick a later time.",
+                hours=f"{hours:g}",
+            ),
             field="start",
         )
     if start > now + rules.horizon:
         raise BookingError(
-            f"Bookings open {clinic.horizon_days} days ahead; please pick an earlier time.",
+            gettext(
+                "Bookings open %(days)d days ahead; please pick an earlier time.",
+                days=clinic.horizon_days,
+            ),
             field="start",
         )
 
@@ -283,7 +294,11 @@ def pick_slot(
         if slot.start == start:
             return slot
     raise SlotUnavailable(
-        f"{format_local(start, clinic.tz)} is not free for {treatment.name}.",
+        gettext(
+            "%(time)s is not free for %(treatment)s.",
+            time=local_words(start, clinic.tz),
+            treatment=treatment.name,
+        ),
         alternatives(
             session,
             clinic=clinic,
@@ -346,7 +361,7 @@ def _flush_claim(
     """Apply ``claim`` (a booking taking ``start``); a lost race is :class:`SlotUnavailable`."""
     if not _claimed(session, claim):
         raise SlotUnavailable(
-            "Sorry, that time was just taken. These are the nearest free times.",
+            gettext("Sorry, that time was just taken. These are the nearest free times."),
             alternatives(
                 session,
                 clinic=clinic,
@@ -408,7 +423,7 @@ def check_request(
     give it, a first visit without the intake answers and consent, or intake answers (which
     any booking may bring, to be kept) that cannot be kept."""
     if not treatment.active:
-        raise BookingError("That treatment is no longer offered.", field="service")
+        raise BookingError(gettext("That treatment is no longer offered."), field="service")
     if treatment.first_visit or intake is not None:
         try:
             check_answers(intake)
@@ -416,7 +431,12 @@ def check_request(
             raise BookingError(exc.message, field=exc.field) from exc
     if practitioner is not None and treatment not in practitioner.treatments:
         raise BookingError(
-            f"{practitioner.name} does not give {treatment.name}.", field="practitioner"
+            gettext(
+                "%(practitioner)s does not give %(treatment)s.",
+                practitioner=practitioner.name,
+                treatment=treatment.name,
+            ),
+            field="practitioner",
         )
 
 
@@ -568,9 +588,11 @@ def is_changeable(booking: Booking, now: datetime) -> bool:
 def check_changeable(booking: Booking, now: datetime) -> None:
     """Say why the patient may no longer move or cancel ``booking``, if they may not."""
     if booking.status != BookingStatus.CONFIRMED:
-        raise BookingError(f"This booking is {booking.status.value.replace('_', ' ')}.")
+        raise BookingError(gettext("This booking is %(status)s.", status=label(booking.status)))
     if booking.start_at <= now:
-        raise BookingError("This visit has already started; please call the clinic to change it.")
+        raise BookingError(
+            gettext("This visit has already started; please call the clinic to change it.")
+        )
 
 
 def reschedule_booking(
@@ -592,10 +614,15 @@ def reschedule_booking(
     check_changeable(booking, now)
     target = practitioner or booking.practitioner
     if start == booking.start_at and target is booking.practitioner:
-        raise BookingError("The booking is already at that time.", field="start")
+        raise BookingError(gettext("The booking is already at that time."), field="start")
     if target is not booking.practitioner and booking.treatment not in target.treatments:
         raise BookingError(
-            f"{target.name} does not give {booking.treatment.name}.", field="practitioner"
+            gettext(
+                "%(practitioner)s does not give %(treatment)s.",
+                practitioner=target.name,
+                treatment=booking.treatment.name,
+            ),
+            field="practitioner",
         )
     slot = pick_slot(
         session,
@@ -712,7 +739,8 @@ _STATUS_FROM = {
 
 
 def describe_status(status: BookingStatus) -> str:
-    """Return the status as staff read it ("no show" rather than "no_show")."""
+    """Return the status as staff read it ("no-show" rather than "no_show"), in English, as
+    the audit trail keeps it; :func:`scheduler.i18n.label` names it on pages."""
     return status.value.replace("_", "-") if status is BookingStatus.NO_SHOW else status.value
 
 
@@ -731,20 +759,32 @@ def set_status(
     started. A no-show's aftercare is not sent; putting it back brings the aftercare back.
     """
     if status is BookingStatus.CANCELLED:
-        raise BookingError("Use Cancel to cancel a booking; it tells the patient.", field="status")
+        raise BookingError(
+            gettext("Use Cancel to cancel a booking; it tells the patient."), field="status"
+        )
     if booking.status is status:
-        raise BookingError(f"The booking is already {describe_status(status)}.", field="status")
+        raise BookingError(
+            gettext("The booking is already %(status)s.", status=label(status, "-")),
+            field="status",
+        )
     if booking.status not in _STATUS_FROM[status]:
         raise BookingError(
-            f"A booking that is {describe_status(booking.status)} cannot be marked "
-            f"{describe_status(status)}.",
+            gettext(
+                "A booking that is %(status)s cannot be marked %(wanted)s.",
+                status=label(booking.status, "-"),
+                wanted=label(status, "-"),
+            ),
             field="status",
         )
     visit_day = booking.start_at.astimezone(clinic.tz).date()
     if status is not BookingStatus.CONFIRMED and now.astimezone(clinic.tz).date() < visit_day:
-        raise BookingError("The visit is on a later day; mark it on the day.", field="status")
+        raise BookingError(
+            gettext("The visit is on a later day; mark it on the day."), field="status"
+        )
     if status is BookingStatus.NO_SHOW and now < booking.start_at:
-        raise BookingError("The visit has not started yet; it cannot be a no-show.", field="status")
+        raise BookingError(
+            gettext("The visit has not started yet; it cannot be a no-show."), field="status"
+        )
     previous = booking.status
     booking.status = status
     booking.updated_at = now
@@ -871,7 +911,9 @@ class RoomTaken(BookingError):
 def _check_room_changeable(clinic: Clinic, booking: Booking, now: datetime) -> None:
     """Say why ``booking`` can no longer change rooms, if it cannot."""
     if booking.status is BookingStatus.CANCELLED:
-        raise BookingError("This booking is cancelled; it has no room to change.", field="room")
+        raise BookingError(
+            gettext("This booking is cancelled; it has no room to change."), field="room"
+        )
     if booking.status not in _ROOM_CHANGEABLE:
         raise BookingError(
             f"This visit is {describe_status(booking.status)}; its room can no longer change.",
@@ -910,9 +952,13 @@ def move_to_room(
     """
     _check_room_changeable(clinic, booking, now)
     if room.id == booking.room_id:
-        raise BookingError(f"The booking is already in {room.name}.", field="room")
+        raise BookingError(
+            gettext("The booking is already in %(room)s.", room=room.name), field="room"
+        )
     if not room.active:
-        raise BookingError(f"{room.name} is archived; choose a room in use.", field="room")
+        raise BookingError(
+            gettext("%(room)s is archived; choose a room in use.", room=room.name), field="room"
+        )
     kind = booking.treatment.room_kind
     if kind is not None and room.kind != kind:
         raise BookingError(

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from sqlalchemy import Select, select
 
 from scheduler.audit import Viewed, trail
@@ -41,7 +42,6 @@ from scheduler.booking.operations import (
     BookingError,
     RoomTaken,
     cancel_booking,
-    describe_status,
     is_changeable,
     move_to_room,
     reschedule_booking,
@@ -61,6 +61,7 @@ from scheduler.booking.views import (
 )
 from scheduler.clinic.models import Clinic, Practitioner, Room, Treatment
 from scheduler.extensions import db
+from scheduler.i18n import label
 from scheduler.notifications.models import Notification
 from scheduler.patients.models import Patient
 from scheduler.patients.operations import patient_matches
@@ -115,7 +116,7 @@ def _read_day(args: Mapping[str, str], name: str, default: date, errors: dict[st
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        errors[name] = "Use the date picker or YYYY-MM-DD."
+        errors[name] = gettext("Use the date picker or YYYY-MM-DD.")
         return default
 
 
@@ -126,23 +127,25 @@ def read_filters(args: Mapping[str, str], clinic: Clinic, visible: list[Practiti
     first = _read_day(args, "from", today, errors)
     last = _read_day(args, "to", first + DEFAULT_SPAN, errors)
     if last < first:
-        errors["to"] = "The last day is before the first; showing two weeks from the first."
+        errors["to"] = gettext(
+            "The last day is before the first; showing two weeks from the first."
+        )
         last = first + DEFAULT_SPAN
     elif last - first > LONGEST_SPAN:
-        errors["to"] = "Show at most a year at a time; showing a year from the first day."
+        errors["to"] = gettext("Show at most a year at a time; showing a year from the first day.")
         last = first + LONGEST_SPAN
     filters = Filters(first, last, text=args.get("q", "").strip()[:200], errors=errors)
     chosen = args.get("practitioner", "").strip()
     if chosen:
         filters.practitioner = next((p for p in visible if str(p.id) == chosen), None)
         if filters.practitioner is None:
-            errors["practitioner"] = "Choose a practitioner from the list."
+            errors["practitioner"] = gettext("Choose a practitioner from the list.")
     status = args.get("status", "").strip()
     if status:
         try:
             filters.status = BookingStatus(status)
         except ValueError:
-            errors["status"] = "Choose a status from the list."
+            errors["status"] = gettext("Choose a status from the list.")
     raw_page = args.get("page", "0")
     filters.page = int(raw_page) if raw_page.isascii() and raw_page.isdigit() else 0
     filters.page = min(filters.page, 10_000)
@@ -253,7 +256,7 @@ def _detail_page(
         notes_form=notes_form,
         cancel_form=cancel_form or StaffCancelForm(),
         next_statuses=NEXT_STATUSES[booking.status],
-        describe_status=describe_status,
+        describe_status=lambda status: label(status, "-"),
         front_desk=user.role in FRONT_DESK,
         changeable=is_changeable(booking, now()),
         events=trail(db.session(), booking_id=booking.id),
@@ -313,7 +316,7 @@ def mark(booking_id: int) -> ResponseReturnValue:
         form.status.errors = [exc.message]
         return _detail_page(booking, status_form=form, status=422)
     db.session.commit()
-    flash(f"Marked {describe_status(wanted)}.", "success")
+    flash(gettext("Marked %(status)s.", status=label(wanted, "-")), "success")
     return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
 
 
@@ -333,7 +336,7 @@ def notes(booking_id: int) -> ResponseReturnValue:
         actor=staff_actor(),
     )
     db.session.commit()
-    flash("Notes saved.", "success")
+    flash(gettext("Notes saved."), "success")
     return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
 
 
@@ -361,8 +364,14 @@ def cancel(booking_id: int) -> ResponseReturnValue:
         form.form_errors.append(exc.message)
         return _detail_page(booking, cancel_form=form, status=422)
     db.session.commit()
-    late = " It is recorded as a late cancellation." if booking.late_cancellation else ""
-    flash(f"The booking is cancelled and the patient will be told.{late}", "success")
+    if booking.late_cancellation:
+        said = gettext(
+            "The booking is cancelled and the patient will be told. "
+            "It is recorded as a late cancellation."
+        )
+    else:
+        said = gettext("The booking is cancelled and the patient will be told.")
+    flash(said, "success")
     return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
 
 
@@ -395,7 +404,7 @@ def move_room(booking_id: int) -> ResponseReturnValue:
             booking, room_form=form, status=409 if isinstance(exc, RoomTaken) else 422
         )
     db.session.commit()
-    flash(f"The booking is now in {room.name}.", "success")
+    flash(gettext("The booking is now in %(room)s.", room=room.name), "success")
     return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
 
 
@@ -426,9 +435,12 @@ def approve(booking_id: int) -> ResponseReturnValue:
         return _detail_page(booking, approve_form=form, status=409)
     db.session.commit()
     flash(
-        f"{len(approved)} sessions are approved; the patient is sent a confirmation for each."
+        gettext(
+            "%(count)d sessions are approved; the patient is sent a confirmation for each.",
+            count=len(approved),
+        )
         if len(approved) > 1
-        else "The booking is approved; the patient is sent the confirmation.",
+        else gettext("The booking is approved; the patient is sent the confirmation."),
         "success",
     )
     return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
@@ -458,7 +470,10 @@ def decline(booking_id: int) -> ResponseReturnValue:
         form.form_errors.append(exc.message)
         return _detail_page(booking, decline_form=form, status=409)
     db.session.commit()
-    flash("The request is declined and the booking cancelled; the patient is told why.", "success")
+    flash(
+        gettext("The request is declined and the booking cancelled; the patient is told why."),
+        "success",
+    )
     return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
 
 
@@ -509,7 +524,7 @@ def reschedule(booking_id: int) -> ResponseReturnValue:
                 status, alternatives = refuse(form, exc)
             else:
                 db.session.commit()
-                flash("The booking is moved and the patient will be told.", "success")
+                flash(gettext("The booking is moved and the patient will be told."), "success")
                 return redirect(url_for("bookings.detail", booking_id=booking.id), 303)
     elif posted:
         status = 422
@@ -612,7 +627,8 @@ def new_details() -> ResponseReturnValue:
     start = read_start(request.args.get("start"))
     if choice.errors or choice.treatment is None or start is None:
         flash(
-            next(iter(choice.errors.values()), None) or "Please choose a time from the list.",
+            next(iter(choice.errors.values()), None)
+            or gettext("Please choose a time from the list."),
             "warning",
         )
         args: dict[str, Any] = request.args.to_dict()
@@ -629,8 +645,12 @@ def new_details() -> ResponseReturnValue:
     attempt = book_from_form(form, clinic, treatment, choice.practitioner, start, staff_actor())
     if attempt.booking is not None:
         flash(
-            "Booked. The patient is sent the confirmation and checklist"
-            + (" for each session of the course." if attempt.booking.course_id else "."),
+            gettext(
+                "Booked. The patient is sent the confirmation and checklist "
+                "for each session of the course."
+            )
+            if attempt.booking.course_id
+            else gettext("Booked. The patient is sent the confirmation and checklist."),
             "success",
         )
         return redirect(url_for("bookings.detail", booking_id=attempt.booking.id), 303)

@@ -11,7 +11,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    abort,
     current_app,
     flash,
     redirect,
@@ -56,6 +55,7 @@ from scheduler.booking.operations import (
 from scheduler.calendars.export import booking_calendar
 from scheduler.clinic.checklists import checklist_for
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.errors import unknown_booking
 from scheduler.extensions import db
 from scheduler.patients.forms import IntakeForm
 from scheduler.patients.intake import IntakeError, record_intake
@@ -378,10 +378,10 @@ def confirm() -> ResponseReturnValue:
 
 def _booking_or_404(token: str) -> Booking:
     if not token_shaped(token):
-        abort(404)
+        raise unknown_booking()
     booking = db.session.scalars(select(Booking).where(Booking.manage_token == token)).first()
     if booking is None:
-        abort(404)
+        raise unknown_booking()
     return booking
 
 

@@ -8,6 +8,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flask_babel import gettext
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -95,7 +96,12 @@ class WholeNumberField(IntegerField):
         if not raw:
             return
         if not re.fullmatch(r"-?[0-9]{1,9}", raw):
-            raise ValueError(f"{raw[:20]!r} is not a whole number; type digits only, like 15.")
+            raise ValueError(
+                gettext(
+                    "%(value)s is not a whole number; type digits only, like 15.",
+                    value=repr(raw[:20]),
+                )
+            )
         self.data = int(raw)
 
     def number(self) -> int:
@@ -132,7 +138,9 @@ def parse_lead_hours(text: str) -> tuple[int, ...]:
         if not part:
             continue
         if not re.fullmatch(r"[0-9]{1,6}", part):
-            raise ValueError(f"{part[:20]!r} is not a whole number of hours.")
+            raise ValueError(
+                gettext("%(value)s is not a whole number of hours.", value=repr(part[:20]))
+            )
         values.append(int(part))
     try:
         check_lead_hours(values)
@@ -222,11 +230,11 @@ class ClinicForm(FlaskForm):
         if field.errors:
             raise StopValidation()
         if field.data is None:
-            raise StopValidation("Please enter the notice; 0 means none.")
+            raise StopValidation(gettext("Please enter the notice; 0 means none."))
         hours = LONGEST_NOTICE_HOURS
         limit = hours if self.min_notice_unit.data == "hours" else hours * 60
         if not 0 <= field.data <= limit:
-            raise ValidationError(f"Please enter a number from 0 to {limit}.")
+            raise ValidationError(gettext("Please enter a number from 0 to %(most)d.", most=limit))
         horizon = self.horizon_days.data
         if isinstance(horizon, int) and self.notice_minutes() >= horizon * 24 * 60:
             raise ValidationError(
@@ -328,7 +336,9 @@ _INTERVAL = re.compile(rf"{_TIME}\s*[-–—]\s*{_TIME}")
 def _time_of_day(hours: str, minutes: str) -> time:
     hour, minute = int(hours), int(minutes)
     if hour > 23 or minute > 59:
-        raise ValueError(f"{hours}:{minutes} is not a time of day; use 00:00 to 23:59.")
+        raise ValueError(
+            gettext("%(time)s is not a time of day; use 00:00 to 23:59.", time=f"{hours}:{minutes}")
+        )
     return time(hour, minute)
 
 
@@ -342,12 +352,19 @@ def parse_day_hours(text: str) -> list[tuple[time, time]]:
             continue
         match = _INTERVAL.fullmatch(part)
         if match is None:
-            raise ValueError(f"{part[:30]!r} is not a time range; write it like 09:00-13:00.")
+            raise ValueError(
+                gettext(
+                    "%(value)s is not a time range; write it like 09:00-13:00.",
+                    value=repr(part[:30]),
+                )
+            )
         start = _time_of_day(match.group(1), match.group(2))
         end = _time_of_day(match.group(3), match.group(4))
         intervals.append((start, end))
     if len(intervals) > MAX_INTERVALS_PER_DAY:
-        raise ValueError(f"Please give at most {MAX_INTERVALS_PER_DAY} intervals a day.")
+        raise ValueError(
+            gettext("Please give at most %(most)d intervals a day.", most=MAX_INTERVALS_PER_DAY)
+        )
     try:
         check_intervals(intervals)
     except SetupError as exc:
@@ -402,7 +419,7 @@ def hours_text(intervals: Iterable[tuple[time, time]]) -> str:
 
 def _within_years(form: Any, field: Any) -> None:
     if field.data is not None and not EARLIEST_DAY <= field.data <= LATEST_DAY:
-        raise ValidationError("Please pick a date between 2000 and 2100.")
+        raise ValidationError(gettext("Please pick a date between 2000 and 2100."))
 
 
 class TimeOffForm(FlaskForm):
@@ -468,7 +485,9 @@ class TimeOffForm(FlaskForm):
 def _items(form: Any, field: Any) -> None:
     lines = checklist_lines(field.data or "")
     if len(lines) > MAX_CHECKLIST_ITEMS:
-        raise ValidationError(f"Please keep this to {MAX_CHECKLIST_ITEMS} items.")
+        raise ValidationError(
+            gettext("Please keep this to %(most)d items.", most=MAX_CHECKLIST_ITEMS)
+        )
     for number, line in enumerate(lines, start=1):
         if len(line) > LONGEST_CHECKLIST_ITEM:
             raise ValidationError(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from itertools import pairwise
 
+from flask_babel import gettext
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -101,7 +102,9 @@ def check_lead_hours(hours: Sequence[int]) -> None:
                 field="checklist_lead_hours",
             )
     if len(set(hours)) != len(hours):
-        raise SetupError("Each lead time may appear only once.", field="checklist_lead_hours")
+        raise SetupError(
+            gettext("Each lead time may appear only once."), field="checklist_lead_hours"
+        )
 
 
 def update_clinic(session: Session, clinic: Clinic, details: ClinicDetails) -> None:
@@ -321,7 +324,13 @@ def check_intervals(intervals: Sequence[tuple[time, time]]) -> None:
     """Raise :class:`SetupError` unless each interval ends after it starts and none overlap."""
     for start, end in intervals:
         if end <= start:
-            raise SetupError(f"{start:%H:%M}-{end:%H:%M} ends before it starts.")
+            raise SetupError(
+                gettext(
+                    "%(start)s-%(end)s ends before it starts.",
+                    start=f"{start:%H:%M}",
+                    end=f"{end:%H:%M}",
+                )
+            )
     ordered = sorted(intervals)
     for (start, end), (next_start, next_end) in pairwise(ordered):
         if next_start < end:
@@ -390,7 +399,7 @@ def add_time_off(
 ) -> TimeOff:
     """Add time off; bookings inside it stand until staff move or cancel them."""
     if end <= start:
-        raise SetupError("The time off must end after it starts.", field="end_date")
+        raise SetupError(gettext("The time off must end after it starts."), field="end_date")
     off = TimeOff(practitioner_id=practitioner.id, start_at=start, end_at=end, reason=reason)
     session.add(off)
     session.flush()
@@ -411,7 +420,10 @@ def room_kind_of(text: str) -> str:
     "Cupping " and "cupping" are the same kind."""
     kind = " ".join(text.split()).lower()
     if len(kind) > LONGEST_ROOM_KIND:
-        raise SetupError(f"Please keep the kind to {LONGEST_ROOM_KIND} characters.", field="kind")
+        raise SetupError(
+            gettext("Please keep the kind to %(most)d characters.", most=LONGEST_ROOM_KIND),
+            field="kind",
+        )
     return kind
 
 
@@ -471,7 +483,11 @@ def set_room_active(session: Session, room: Room, active: bool) -> None:
 
 def delete_room(session: Session, room: Room) -> None:
     """Delete a room no booking refers to."""
-    refused = SetupError(f"{room.name} has bookings, so it cannot be deleted; archive it instead.")
+    refused = SetupError(
+        gettext(
+            "%(room)s has bookings, so it cannot be deleted; archive it instead.", room=room.name
+        )
+    )
     if _is_referenced(session, Booking.room_id, room.id):
         raise refused
     _flush_or_refuse(session, lambda: session.delete(room), refused)

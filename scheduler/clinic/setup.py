@@ -15,6 +15,7 @@ from zoneinfo import available_timezones
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, ngettext
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -93,11 +94,14 @@ def _status(form: FlaskForm) -> int:
 
 
 def _bookings_stand(bookings: Sequence[Booking], clinic: Clinic, where: str) -> str:
-    """Say that ``bookings`` still stand and which they are, for a flash message."""
-    if len(bookings) == 1:
-        said = f"1 coming booking {where} still stands; move or cancel it if needed"
-    else:
-        said = f"{len(bookings)} coming bookings {where} still stand; move or cancel them if needed"
+    """Say that ``bookings`` still stand and which they are, for a flash message; ``where``
+    is a translated phrase such as "outside the new hours"."""
+    said = ngettext(
+        "%(num)d coming booking %(where)s still stands; move or cancel it if needed",
+        "%(num)d coming bookings %(where)s still stand; move or cancel them if needed",
+        len(bookings),
+        where=where,
+    )
     return f"{said}: {_names(bookings, clinic)}."
 
 
@@ -108,7 +112,7 @@ def _names(bookings: Sequence[Booking], clinic: Clinic, shown: int = 5) -> str:
         for b in bookings[:shown]
     ]
     if len(bookings) > shown:
-        said.append(f"and {len(bookings) - shown} more")
+        said.append(gettext("and %(count)d more", count=len(bookings) - shown))
     return "; ".join(said)
 
 
@@ -180,7 +184,7 @@ def clinic() -> ResponseReturnValue:
             _refuse(form, exc)
         else:
             db.session.commit()
-            flash("The clinic's details and booking rules are saved.", "success")
+            flash(gettext("The clinic's details and booking rules are saved."), "success")
             return redirect(url_for("setup.clinic"), code=303)
     return render_template(
         "staff/setup/clinic.html", clinic=clinic, form=form, zones=_zone_names()
@@ -279,8 +283,12 @@ def _warn_of_missing_rooms() -> None:
     for kind, needing in operations.unbookable_for_rooms(db.session()).items():
         names = ", ".join(t.name for t in needing)
         flash(
-            f"No room in use is of the kind {kind}, so {names} cannot be booked until one "
-            "is: set a room's kind under Rooms.",
+            gettext(
+                "No room in use is of the kind %(kind)s, so %(names)s cannot be booked until "
+                "one is: set a room's kind under Rooms.",
+                kind=kind,
+                names=names,
+            ),
             "warning",
         )
 
@@ -294,7 +302,7 @@ def new_treatment() -> ResponseReturnValue:
         chosen = [p for p in everyone if p.id in form.practitioners.data]
         treatment = operations.add_treatment(db.session(), _treatment_details(form), chosen)
         db.session.commit()
-        flash(f"{treatment.name} is added and can be booked.", "success")
+        flash(gettext("%(name)s is added and can be booked.", name=treatment.name), "success")
         _warn_of_missing_rooms()
         return redirect(url_for("setup.treatments"), code=303)
     return render_template(
@@ -312,7 +320,7 @@ def treatment(treatment_id: int) -> ResponseReturnValue:
         chosen = [p for p in everyone if p.id in form.practitioners.data]
         operations.update_treatment(db.session(), treatment, _treatment_details(form), chosen)
         db.session.commit()
-        flash(f"{treatment.name} is saved.", "success")
+        flash(gettext("%(name)s is saved.", name=treatment.name), "success")
         _warn_of_missing_rooms()
         return redirect(url_for("setup.treatments"), code=303)
     return render_template(
@@ -327,7 +335,10 @@ def archive_treatment(treatment_id: int) -> ResponseReturnValue:
     treatment = _get_or_404(Treatment, treatment_id)
     operations.set_treatment_active(db.session(), treatment, False)
     db.session.commit()
-    flash(f"{treatment.name} is archived: patients can no longer book it.", "success")
+    flash(
+        gettext("%(name)s is archived: patients can no longer book it.", name=treatment.name),
+        "success",
+    )
     return redirect(url_for("setup.treatments"), code=303)
 
 
@@ -338,7 +349,7 @@ def restore_treatment(treatment_id: int) -> ResponseReturnValue:
     treatment = _get_or_404(Treatment, treatment_id)
     operations.set_treatment_active(db.session(), treatment, True)
     db.session.commit()
-    flash(f"{treatment.name} can be booked again.", "success")
+    flash(gettext("%(name)s can be booked again.", name=treatment.name), "success")
     _warn_of_missing_rooms()
     return redirect(url_for("setup.treatments"), code=303)
 
@@ -355,7 +366,7 @@ def delete_treatment(treatment_id: int) -> ResponseReturnValue:
         db.session.rollback()
         return _treatments_page(problem=exc.message, status=409)
     db.session.commit()
-    flash(f"{name} is deleted.", "success")
+    flash(gettext("%(name)s is deleted.", name=name), "success")
     return redirect(url_for("setup.treatments"), code=303)
 
 
@@ -422,7 +433,10 @@ def new_practitioner() -> ResponseReturnValue:
             _refuse(form, exc)
         else:
             db.session.commit()
-            flash(f"{added.name} is added. Now set their weekly hours.", "success")
+            flash(
+                gettext("%(name)s is added. Now set their weekly hours.", name=added.name),
+                "success",
+            )
             return redirect(url_for("setup.hours", practitioner_id=added.id), code=303)
     return render_template(
         "staff/setup/practitioner.html", clinic=clinic_or_503(), form=form, practitioner=None
@@ -445,7 +459,7 @@ def practitioner(practitioner_id: int) -> ResponseReturnValue:
             _refuse(form, exc)
         else:
             db.session.commit()
-            flash(f"{practitioner.name} is saved.", "success")
+            flash(gettext("%(name)s is saved.", name=practitioner.name), "success")
             return redirect(url_for("setup.practitioners"), code=303)
     return render_template(
         "staff/setup/practitioner.html",
@@ -466,9 +480,15 @@ def archive_practitioner(practitioner_id: int) -> ResponseReturnValue:
         db.session(), Booking.practitioner_id, practitioner.id, now()
     )
     db.session.commit()
-    flash(f"{practitioner.name} is archived: patients can no longer book them.", "success")
+    flash(
+        gettext("%(name)s is archived: patients can no longer book them.", name=practitioner.name),
+        "success",
+    )
     if coming:
-        flash(_bookings_stand(coming, clinic, f"with {practitioner.name}"), "warning")
+        flash(
+            _bookings_stand(coming, clinic, gettext("with %(name)s", name=practitioner.name)),
+            "warning",
+        )
     return redirect(url_for("setup.practitioners"), code=303)
 
 
@@ -479,7 +499,7 @@ def restore_practitioner(practitioner_id: int) -> ResponseReturnValue:
     practitioner = _get_or_404(Practitioner, practitioner_id)
     operations.set_practitioner_active(db.session(), practitioner, True)
     db.session.commit()
-    flash(f"{practitioner.name} can be booked again.", "success")
+    flash(gettext("%(name)s can be booked again.", name=practitioner.name), "success")
     return redirect(url_for("setup.practitioners"), code=303)
 
 
@@ -513,9 +533,9 @@ def hours(practitioner_id: int) -> ResponseReturnValue:
             )
             outside = operations.bookings_outside_hours(db.session(), clinic, practitioner, now())
             db.session.commit()
-            flash(f"{practitioner.name}'s weekly hours are saved.", "success")
+            flash(gettext("%(name)s's weekly hours are saved.", name=practitioner.name), "success")
             if outside:
-                flash(_bookings_stand(outside, clinic, "outside the new hours"), "warning")
+                flash(_bookings_stand(outside, clinic, gettext("outside the new hours")), "warning")
             return redirect(url_for("setup.hours", practitioner_id=practitioner.id), code=303)
     return render_template(
         "staff/setup/hours.html", clinic=clinic, form=form, practitioner=practitioner
@@ -579,9 +599,9 @@ def time_off(practitioner_id: int) -> ResponseReturnValue:
         db.session(), practitioner=practitioner, start=start, end=end, reason=form.reason.data
     )
     db.session.commit()
-    flash(f"Time off for {practitioner.name} is added.", "success")
+    flash(gettext("Time off for %(name)s is added.", name=practitioner.name), "success")
     if clashes:
-        flash(_bookings_stand(clashes, clinic, "inside it"), "warning")
+        flash(_bookings_stand(clashes, clinic, gettext("inside it")), "warning")
     return redirect(url_for("setup.time_off", practitioner_id=practitioner.id), code=303)
 
 
@@ -595,7 +615,7 @@ def remove_time_off(practitioner_id: int, time_off_id: int) -> ResponseReturnVal
     operations.remove_time_off(db.session(), off)
     offer_after_time_off(db.session(), clinic=clinic_or_503(), off=off, now=now())
     db.session.commit()
-    flash("The time off is removed.", "success")
+    flash(gettext("The time off is removed."), "success")
     return redirect(url_for("setup.time_off", practitioner_id=practitioner_id), code=303)
 
 
@@ -651,7 +671,11 @@ def room(room_id: int) -> ResponseReturnValue:
         flash(f"{room.name} is saved.", "success")
         if misplaced:
             flash(
-                _bookings_stand(misplaced, clinic, f"in {room.name} for another kind of room"),
+                _bookings_stand(
+                    misplaced,
+                    clinic,
+                    gettext("in %(room)s for another kind of room", room=room.name),
+                ),
                 "warning",
             )
         _warn_of_missing_rooms()
@@ -675,7 +699,7 @@ def archive_room(room_id: int) -> ResponseReturnValue:
     db.session.commit()
     flash(f"{room.name} is archived: new bookings no longer use it.", "success")
     if not left:
-        flash("No room is left in use, so nothing can be booked.", "warning")
+        flash(gettext("No room is left in use, so nothing can be booked."), "warning")
     else:
         _warn_of_missing_rooms()
     return redirect(url_for("setup.rooms"), code=303)
@@ -704,7 +728,7 @@ def delete_room(room_id: int) -> ResponseReturnValue:
         db.session.rollback()
         return _rooms_page(problem=exc.message, status=409)
     db.session.commit()
-    flash(f"{name} is deleted.", "success")
+    flash(gettext("%(name)s is deleted.", name=name), "success")
     return redirect(url_for("setup.rooms"), code=303)
 
 
@@ -844,7 +868,7 @@ def _checklist_page(
             _refuse(form, exc)
         else:
             db.session.commit()
-            flash("The checklist is saved; the preview below shows it.", "success")
+            flash(gettext("The checklist is saved; the preview below shows it."), "success")
             return redirect(action, code=303)
     shown = treatment or _preview_treatment(request.args.get("treatment"))
     sample = _sample(clinic, shown) if shown is not None else None

@@ -1,8 +1,10 @@
-"""The clinic's public front page."""
+"""The clinic's public front page, and its icon where browsers look for it unbidden."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, render_template
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -12,6 +14,8 @@ from scheduler.extensions import db
 from scheduler.web import clinic_or_503
 
 blueprint = Blueprint("clinic", __name__)
+# How long browsers may keep /favicon.ico without asking again: a day.
+ICON_MAX_AGE = 24 * 60 * 60
 
 
 @blueprint.get("/")
@@ -39,3 +43,15 @@ def index() -> str:
         first_visit=checklist.first_visit,
         about_treatment=ABOUT_TREATMENT,
     )
+
+
+@blueprint.get("/favicon.ico")
+def favicon() -> Response:
+    """Answer browsers and feed readers that ask for ``/favicon.ico`` with the icon (pages name
+    theirs in ``<link rel="icon">``): the PNG, which every reader of icons understands. It is a
+    kilobyte, sent from memory, so no file stays open on the answer."""
+    icon = Path(current_app.static_folder or "static") / "favicon-32.png"
+    answer = Response(icon.read_bytes(), mimetype="image/png")
+    answer.cache_control.public = True
+    answer.cache_control.max_age = ICON_MAX_AGE
+    return answer

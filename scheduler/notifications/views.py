@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -151,11 +152,11 @@ def resend(notification_id: int) -> ResponseReturnValue:
     item = _notification_or_404(notification_id)
     reason = unwanted(item, now())
     if reason is not None:
-        flash(f"Not sent again: {reason}.", "error")
+        flash(gettext("Not sent again: %(reason)s.", reason=reason), "error")
     else:
         resend_notification(item, now())
         db.session.commit()
-        flash("Queued to be sent again.", "success")
+        flash(gettext("Queued to be sent again."), "success")
     return redirect(url_for("notifications.notification", notification_id=item.id), code=303)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from flask_babel import gettext
 from sqlalchemy.orm import Session
 
 from scheduler.audit import Actor, AuditAction, record
@@ -42,7 +43,7 @@ def check_answers(answers: IntakeAnswers | None) -> IntakeAnswers:
     """Return the answers if they can be kept, or raise what to fix (consent is required)."""
     if answers is None:
         raise IntakeError(
-            "A first visit needs the health questions answered and consent to treatment.",
+            gettext("A first visit needs the health questions answered and consent to treatment."),
             field="consent",
         )
     unknown = sorted(set(answers.conditions) - {c.value for c in Condition})
@@ -55,10 +56,13 @@ def check_answers(answers: IntakeAnswers | None) -> IntakeAnswers:
         )
     for name in ("medications", "other_conditions"):
         if len(getattr(answers, name)) > MAX_TEXT:
-            raise IntakeError(f"Please keep this to {MAX_TEXT:,} characters.", field=name)
+            raise IntakeError(
+                gettext("Please keep this to %(most)s characters.", most=f"{MAX_TEXT:,}"),
+                field=name,
+            )
     if not answers.consent:
         raise IntakeError(
-            "Please give your consent to treatment; we cannot treat you without it.",
+            gettext("Please give your consent to treatment; we cannot treat you without it."),
             field="consent",
         )
     return answers

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flask_babel import gettext, ngettext
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -293,9 +294,10 @@ def patient_record(
 
 
 def _taken_message(email: str) -> str:
-    return (
-        f"Another patient already has {email}. If they are the same person, "
-        "keep one record and correct the other's email."
+    return gettext(
+        "Another patient already has %(email)s. If they are the same person, "
+        "keep one record and correct the other's email.",
+        email=email,
     )
 
 
@@ -308,14 +310,14 @@ def update_details(
     fields changed, never their old or new values.
     """
     if patient.erased_at is not None:
-        raise PatientError("This patient's details were erased; they cannot be edited.")
+        raise PatientError(gettext("This patient's details were erased; they cannot be edited."))
     name = details.name.strip()
     email = details.email.strip().lower()
     phone = details.phone.strip()
     if not name:
-        raise PatientError("Please enter the patient's name.", field="name")
+        raise PatientError(gettext("Please enter the patient's name."), field="name")
     if email.endswith("@" + ERASED_DOMAIN):
-        raise PatientError("That address is kept for erased patients.", field="email")
+        raise PatientError(gettext("That address is kept for erased patients."), field="email")
     wanted = {"name": name, "email": email, "phone": phone}
     changed = [field for field, value in wanted.items() if getattr(patient, field) != value]
     if not changed:
@@ -503,12 +505,16 @@ def erase_patient(session: Session, *, patient: Patient, actor: Actor, now: date
     visit is still to come.
     """
     if patient.erased_at is not None:
-        raise PatientError("This patient's details are already erased.")
+        raise PatientError(gettext("This patient's details are already erased."))
     upcoming = upcoming_bookings(session, patient, now)
     if upcoming:
-        visits = "visit; cancel it" if len(upcoming) == 1 else "visits; cancel them"
         raise PatientError(
-            f"{patient.name} has {len(upcoming)} upcoming {visits} first, then erase the details."
+            ngettext(
+                "%(name)s has %(num)d upcoming visit; cancel it first, then erase the details.",
+                "%(name)s has %(num)d upcoming visits; cancel them first, then erase the details.",
+                len(upcoming),
+                name=patient.name,
+            )
         )
     old_email = patient.email
     bookings = _bookings_of(session, patient)

@@ -21,10 +21,12 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, ngettext
 from flask_login import current_user
 
 from scheduler.audit import Actor, Viewed
 from scheduler.extensions import db
+from scheduler.i18n import N_
 from scheduler.patients.forms import DetailsForm, EraseForm, ExportForm
 from scheduler.patients.models import Patient
 from scheduler.patients.operations import (
@@ -42,6 +44,8 @@ from scheduler.staff.models import Role, User
 from scheduler.web import clinic_or_503, note_view, now
 
 blueprint = Blueprint("patients", __name__, url_prefix="/staff/patients")
+# What a patient's record's fields are called in "Saved the patient's name, email".
+FIELD_NAMES = {"name": N_("name"), "email": N_("email"), "phone": N_("phone")}
 
 MAX_QUERY = 200
 MAX_PAGE = 10_000
@@ -162,9 +166,10 @@ def update(patient_id: int) -> ResponseReturnValue:
         return _patient_page(_patient_or_404(patient_id), details_form=form, status=422)
     db.session.commit()
     if changed:
-        flash(f"Saved the patient's {', '.join(changed)}.", "info")
+        fields = ", ".join(gettext(FIELD_NAMES.get(name, name)) for name in changed)
+        flash(gettext("Saved the patient's %(fields)s.", fields=fields), "info")
     else:
-        flash("Nothing was changed.", "info")
+        flash(gettext("Nothing was changed."), "info")
     return redirect(url_for("patients.detail", patient_id=patient_id), code=303)
 
 
@@ -212,6 +217,12 @@ def erase(patient_id: int) -> ResponseReturnValue:
         form.form_errors.append(exc.message)
         return _patient_page(_patient_or_404(patient_id), erase_form=form, status=422)
     db.session.commit()
-    visits = "booking stays" if kept == 1 else "bookings stay"
-    flash(f"The patient's details are erased; their {kept} {visits}, anonymised.", "info")
+    flash(
+        ngettext(
+            "The patient's details are erased; their %(num)d booking stays, anonymised.",
+            "The patient's details are erased; their %(num)d bookings stay, anonymised.",
+            kept,
+        ),
+        "info",
+    )
     return redirect(url_for("patients.detail", patient_id=patient_id), code=303)

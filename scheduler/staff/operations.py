@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from zxcvbn import zxcvbn
@@ -194,7 +195,9 @@ def create_user(
     check_password(password, email=email)
     _check_role(role, practitioner)
     if session.scalars(select(User).where(User.email == email)).first() is not None:
-        raise AccountError(f"An account for {email} already exists.", field="email")
+        raise AccountError(
+            gettext("An account for %(email)s already exists.", email=email), field="email"
+        )
     user = User(email=email, role=role, practitioner=practitioner)
     user.set_password(password)
     user.must_change_password = temporary
@@ -238,7 +241,7 @@ def update_user(
             field="role",
         )
     if losing_admin and _active_admins(session) <= 1:
-        raise AccountError("The clinic needs at least one active admin.", field="role")
+        raise AccountError(gettext("The clinic needs at least one active admin."), field="role")
     if (user.role, user.active) != (role, active):
         user.session_version += 1  # a change of rights takes effect at once, on every device
         queue_notice(session, user, AccountChange.ROLE_CHANGED, now)

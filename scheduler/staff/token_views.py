@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 
 from scheduler.extensions import db
 from scheduler.staff.auth import current_staff, staff_only
@@ -92,5 +93,10 @@ def revoke(token_id: int) -> ResponseReturnValue:
         abort(400)
     revoke_token(db.session(), token=token, now=now())
     db.session.commit()
-    flash(f"The token “{token.name}” is revoked; anything still using it is refused.", "success")
+    flash(
+        gettext(
+            "The token “%(name)s” is revoked; anything still using it is refused.", name=token.name
+        ),
+        "success",
+    )
     return redirect(url_for("tokens.index"), 303)

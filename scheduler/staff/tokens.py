@@ -15,6 +15,7 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
+from flask_babel import gettext
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, selectinload
 
@@ -58,11 +59,14 @@ def issue_token(
         )
     name = " ".join(name.split())
     if not name:
-        raise TokenError("Please name the token after what will use it.", field="name")
+        raise TokenError(gettext("Please name the token after what will use it."), field="name")
     if len(name) > MAX_NAME_LENGTH:
-        raise TokenError(f"Please keep the name within {MAX_NAME_LENGTH} characters.", field="name")
+        raise TokenError(
+            gettext("Please keep the name within %(most)d characters.", most=MAX_NAME_LENGTH),
+            field="name",
+        )
     if not user.active:
-        raise TokenError("A switched-off account cannot have API tokens.")
+        raise TokenError(gettext("A switched-off account cannot have API tokens."))
     live = session.scalars(
         select(ApiToken.id).where(
             ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None), ApiToken.expires_at > now

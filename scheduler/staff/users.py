@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
@@ -111,7 +112,10 @@ def new() -> ResponseReturnValue:
         else:
             db.session.commit()
             flash(
-                f"{user.email} can log in now, and will choose their own password first.",
+                gettext(
+                    "%(email)s can log in now, and will choose their own password first.",
+                    email=user.email,
+                ),
                 "success",
             )
             return redirect(url_for("users.index"), 303)
@@ -147,7 +151,7 @@ def edit(user_id: int) -> ResponseReturnValue:
             status = 422
         else:
             db.session.commit()
-            flash(f"{account.email} is saved.", "success")
+            flash(gettext("%(email)s is saved.", email=account.email), "success")
             return redirect(url_for("users.index"), 303)
     elif form.is_submitted():
         status = 422
@@ -176,8 +180,11 @@ def reset_password(user_id: int) -> ResponseReturnValue:
     db.session.commit()
     security_event("staff.password_reset", user=account.id, by=current_staff().id)
     flash(
-        f"{account.email} has a new password, is logged out everywhere, and will choose "
-        "their own password when they next log in.",
+        gettext(
+            "%(email)s has a new password, is logged out everywhere, and will choose their "
+            "own password when they next log in.",
+            email=account.email,
+        ),
         "success",
     )
     return redirect(url_for("users.index"), 303)
@@ -198,8 +205,11 @@ def reset_two_factor(user_id: int) -> ResponseReturnValue:
     db.session.commit()
     security_event("staff.second_factor_reset", user=account.id, by=current_staff().id)
     flash(
-        f"{account.email}'s two-step login is removed and they are logged out everywhere; "
-        "they set it up again when they next log in.",
+        gettext(
+            "Two-step login is removed from %(email)s, who is logged out everywhere and sets "
+            "it up again when they next log in.",
+            email=account.email,
+        ),
         "success",
     )
     return redirect(url_for("users.edit", user_id=account.id), 303)

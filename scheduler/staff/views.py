@@ -168,7 +168,7 @@ def password() -> ResponseReturnValue:
                 renew_session(user)  # the others end; this one goes on
                 db.session.commit()
                 security_event("staff.password_changed", user=user.id)
-                flash("Your password is changed.", "info")
+                flash(gettext("Your password is changed."), "info")
                 return redirect(url_for("staff.index"), code=303)
     status = 422 if form.is_submitted() else 200
     return render_template("staff/password.html", form=form, clinic=clinic_or_503()), status
@@ -413,7 +413,7 @@ def subscribe() -> ResponseReturnValue:
         )
     )
     db.session.commit()
-    flash("Subscribed. Sync it now, or wait for the next `calendar sync`.", "info")
+    flash(gettext("Subscribed. Sync it now, or wait for the next `calendar sync`."), "info")
     return redirect(url_for("staff.calendars"), code=303)
 
 
@@ -460,7 +460,7 @@ def unsubscribe(subscription_id: int) -> ResponseReturnValue:
     """Remove a subscription and the busy time it brought in."""
     db.session.delete(_subscription_or_404(subscription_id))
     db.session.commit()
-    flash("The subscription and its busy time are removed.", "info")
+    flash(gettext("The subscription and its busy time are removed."), "info")
     return redirect(url_for("staff.calendars"), code=303)
 
 
@@ -471,7 +471,12 @@ def rotate_feed(practitioner_id: int) -> ResponseReturnValue:
     practitioner = _practitioner_or_404(practitioner_id)
     practitioner.feed_token = new_feed_token()
     db.session.commit()
-    flash(f"{practitioner.name}'s feed has a new address; subscribe to it again.", "info")
+    flash(
+        gettext(
+            "%(name)s's feed has a new address; subscribe to it again.", name=practitioner.name
+        ),
+        "info",
+    )
     return redirect(url_for("staff.calendars"), code=303)
 
 
@@ -514,9 +519,11 @@ def _requested_day(clinic: Clinic) -> tuple[date, str | None]:
     try:
         day = date.fromisoformat(raw)
     except ValueError:
-        return today, "That date is not valid; use the date picker or YYYY-MM-DD. Showing today."
+        return today, gettext(
+            "That date is not valid; use the date picker or YYYY-MM-DD. Showing today."
+        )
     if not EARLIEST_DAY <= day <= LATEST_DAY:
-        return today, "Pick a date between 2000 and 2100. Showing today."
+        return today, gettext("Pick a date between 2000 and 2100. Showing today.")
     return day, None
 
 
@@ -554,7 +561,7 @@ def week() -> ResponseReturnValue:
     if practitioner is None and practitioners:
         practitioner = practitioners[0]
         if chosen:
-            problem = "You cannot see that practitioner's week; showing one you can."
+            problem = gettext("You cannot see that practitioner's week; showing one you can.")
     grid = week_grid(db.session(), clinic, monday, practitioner) if practitioner else None
     return render_template(
         "staff/week.html",

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from itertools import groupby
 
+from flask_babel import gettext
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
@@ -116,9 +117,11 @@ def check_days(clinic: Clinic, days: Iterable[date], now: datetime) -> list[date
     """Return ``days`` sorted without repeats, or raise why they cannot be waited for."""
     chosen = sorted(set(days))
     if not chosen:
-        raise WaitlistError("Please choose at least one day.", field="dates")
+        raise WaitlistError(gettext("Please choose at least one day."), field="dates")
     if len(chosen) > MAX_DAYS:
-        raise WaitlistError(f"Please choose at most {MAX_DAYS} days.", field="dates")
+        raise WaitlistError(
+            gettext("Please choose at most %(most)d days.", most=MAX_DAYS), field="dates"
+        )
     first, last = bookable_days(clinic, now)
     for day in chosen:
         if day < first:
@@ -150,7 +153,7 @@ def join_waitlist(
     """Put a patient on the waitlist for ``treatment`` with ``practitioner`` (``None``:
     anyone) on ``days``, after everyone already waiting."""
     if not treatment.active:
-        raise WaitlistError("That treatment is no longer offered.", field="service")
+        raise WaitlistError(gettext("That treatment is no longer offered."), field="service")
     if practitioner is not None and (
         not practitioner.active or treatment not in practitioner.treatments
     ):
@@ -192,7 +195,7 @@ def _withdraw(offer: WaitlistOffer, reason: str, now: datetime) -> None:
 def leave_waitlist(session: Session, *, entry: WaitlistEntry, now: datetime) -> None:
     """Take the patient off the waitlist; offers still open are withdrawn."""
     if entry.status is not EntryStatus.WAITING:
-        raise WaitlistError("You are no longer on this waitlist.")
+        raise WaitlistError(gettext("You are no longer on this waitlist."))
     entry.status = EntryStatus.LEFT
     entry.closed_at = now
     for offer in entry.offers:

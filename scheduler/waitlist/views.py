@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from scheduler.booking.operations import (
 )
 from scheduler.booking.views import read_choice, refuse
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.errors import unknown_waitlist_link
 from scheduler.extensions import db
 from scheduler.ratelimit import BOOKING, CHANGES, WAITLIST, rate_limited
 from scheduler.waitlist.forms import JoinForm, LeaveForm
@@ -136,10 +137,10 @@ def join() -> ResponseReturnValue:
 
 def _entry_or_404(token: str) -> WaitlistEntry:
     if not token_shaped(token):
-        abort(404)
+        raise unknown_waitlist_link()
     entry = db.session.scalars(select(WaitlistEntry).where(WaitlistEntry.token == token)).first()
     if entry is None:
-        abort(404)
+        raise unknown_waitlist_link()
     return entry
 
 
@@ -188,10 +189,10 @@ def leave(token: str) -> ResponseReturnValue:
 
 def _offer_or_404(token: str) -> WaitlistOffer:
     if not token_shaped(token):
-        abort(404)
+        raise unknown_waitlist_link()
     offer = db.session.scalars(select(WaitlistOffer).where(WaitlistOffer.token == token)).first()
     if offer is None:
-        abort(404)
+        raise unknown_waitlist_link()
     return offer
 
 
@@ -204,7 +205,7 @@ def offer(token: str) -> ResponseReturnValue:
     moment = now()
     state = offer_state(db.session(), clinic, offer, moment)
     if state is OfferState.NOT_YET:
-        abort(404)
+        raise unknown_waitlist_link()
     entry = offer.entry
     form = BookingForm()
     if request.method == "GET":

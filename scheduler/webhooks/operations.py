@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -83,11 +84,13 @@ def check_url(url: str, *, allow_private: bool = False) -> str:
     """
     url = url.strip()
     if not url:
-        raise WebhookError("Please enter the address to send the events to.", field="url")
+        raise WebhookError(gettext("Please enter the address to send the events to."), field="url")
     if len(url) > MAX_URL_LENGTH:
         raise WebhookError(f"The address is longer than {MAX_URL_LENGTH} characters.", field="url")
     if _SPACE_OR_CONTROL.search(url):
-        raise WebhookError("The address cannot contain spaces or line breaks.", field="url")
+        raise WebhookError(
+            gettext("The address cannot contain spaces or line breaks."), field="url"
+        )
     if not url.isascii():
         raise WebhookError(
             "Write the address in plain ASCII: percent-encode other characters (é as %C3%A9) "
@@ -113,7 +116,9 @@ def check_url(url: str, *, allow_private: bool = False) -> str:
     try:
         parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535)
     except ValueError:
-        raise WebhookError("The address has an invalid port number.", field="url") from None
+        raise WebhookError(
+            gettext("The address has an invalid port number."), field="url"
+        ) from None
     if parts.fragment or url.endswith("#"):
         raise WebhookError(
             "Remove the #… part of the address; it is never sent to the server.", field="url"
@@ -131,7 +136,7 @@ def _check_public(host: str, port: int) -> None:
 
 def _check_events(events: Collection[WebhookEvent]) -> set[WebhookEvent]:
     if not events:
-        raise WebhookError("Choose at least one event to send.", field="events")
+        raise WebhookError(gettext("Choose at least one event to send."), field="events")
     return set(events)
 
 
@@ -140,7 +145,9 @@ def _check_unique(session: Session, url: str, webhook: Webhook | None = None) ->
     if webhook is not None:
         query = query.where(Webhook.id != webhook.id)
     if session.scalars(query).first() is not None:
-        raise WebhookError("A webhook with that address is already registered.", field="url")
+        raise WebhookError(
+            gettext("A webhook with that address is already registered."), field="url"
+        )
 
 
 def new_secret() -> str:
@@ -230,13 +237,13 @@ def replay(delivery: WebhookDelivery, now: datetime) -> WebhookDelivery:
     Its tries are counted afresh; the history keeps the earlier ones.
     """
     if not delivery.webhook.active:
-        raise WebhookError("The webhook is switched off; switch it on to deliver again.")
+        raise WebhookError(gettext("The webhook is switched off; switch it on to deliver again."))
     if (
         delivery.status is DeliveryStatus.SENDING
         and delivery.claimed_until is not None
         and delivery.claimed_until > now
     ):
-        raise WebhookError("It is being delivered right now.")
+        raise WebhookError(gettext("It is being delivered right now."))
     delivery.status = DeliveryStatus.PENDING
     delivery.attempts = 0
     delivery.next_attempt_at = now

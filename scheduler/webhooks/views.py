@@ -6,6 +6,7 @@ import json
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from sqlalchemy import func, select
 
 from scheduler.extensions import db
@@ -93,7 +94,7 @@ def new() -> ResponseReturnValue:
             status = 422
         else:
             db.session.commit()
-            flash("The webhook is registered. Copy its secret to the receiver.", "success")
+            flash(gettext("The webhook is registered. Copy its secret to the receiver."), "success")
             return redirect(url_for("webhooks.detail", webhook_id=webhook.id), 303)
     elif form.is_submitted():
         status = 422
@@ -139,7 +140,12 @@ def detail(webhook_id: int) -> ResponseReturnValue:
             status = 422
         else:
             db.session.commit()
-            flash("The webhook is saved." if webhook.active else "The webhook is off.", "success")
+            flash(
+                gettext("The webhook is saved.")
+                if webhook.active
+                else gettext("The webhook is off."),
+                "success",
+            )
             return redirect(url_for("webhooks.detail", webhook_id=webhook.id), 303)
     elif form.is_submitted():
         status = 422
@@ -171,8 +177,10 @@ def rotate(webhook_id: int) -> ResponseReturnValue:
     rotate_secret(webhook, now())
     db.session.commit()
     flash(
-        "A new secret is made. For the next 24 hours deliveries carry a signature with the old "
-        "secret too; copy the new one to the receiver.",
+        gettext(
+            "A new secret is made. For the next 24 hours deliveries carry a signature with the "
+            "old secret too; copy the new one to the receiver."
+        ),
         "success",
     )
     return redirect(url_for("webhooks.detail", webhook_id=webhook.id), 303)
@@ -186,7 +194,7 @@ def delete(webhook_id: int) -> ResponseReturnValue:
     url = webhook.url
     delete_webhook(db.session(), webhook)
     db.session.commit()
-    flash(f"The webhook for {url} is deleted.", "success")
+    flash(gettext("The webhook for %(url)s is deleted.", url=url), "success")
     return redirect(url_for("webhooks.index"), 303)
 
 

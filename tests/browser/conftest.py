@@ -49,6 +49,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 SCREENSHOTS = HERE.parent.parent / "docs" / "screenshots"
+# JPEG quality of the screenshots: text stays legible, a screenful stays near 30 KB.
+SCREENSHOT_QUALITY = 60
 PHONE: ViewportSize = {"width": 375, "height": 812}
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 # axe impacts that fail a test; "minor" and "moderate" ones are reported by axe but not here.
@@ -150,12 +152,10 @@ class Visits:
 
     def on_response(self, response: Response) -> None:
         request = response.request
-        # A page may answer 409 or 422 by design, but never 500; what it loads must load.
-        # Browsers ask for /favicon.ico unbidden; the app has none.
+        # A page may answer 409 or 422 by design, but never 500; what it loads must load,
+        # its icons too.
         broken = response.status >= 500 or (
-            response.status >= 400
-            and request.resource_type != "document"
-            and not request.url.endswith("/favicon.ico")
+            response.status >= 400 and request.resource_type != "document"
         )
         if broken:
             self.problems.append(f"{request.resource_type} {request.url}: {response.status}")
@@ -251,10 +251,12 @@ def expect(target: Any) -> Any:
 
 
 def screenshot(page: Page, name: str) -> None:
-    """Save ``docs/screenshots/NAME-phone.png`` and ``NAME-desktop.png`` of the page as it is."""
+    """Save ``docs/screenshots/NAME-phone.jpg`` and ``NAME-desktop.jpg`` of the page as it is:
+    the first screenful at each size, as JPEG, so the README's pictures stay small."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     was = page.viewport_size or DESKTOP
     for label, size in (("phone", PHONE), ("desktop", DESKTOP)):
         page.set_viewport_size(size)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"))
+        path = SCREENSHOTS / f"{name}-{label}.jpg"
+        page.screenshot(path=str(path), type="jpeg", quality=SCREENSHOT_QUALITY)
     page.set_viewport_size(was)
