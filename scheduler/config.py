@@ -127,6 +127,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # Earlier keys, still accepted for session cookies and to open second-factor secrets
         # sealed under them, while SECRET_KEY is rotated (comma-separated, newest first).
         "SECRET_KEY_FALLBACKS": _list("SECRET_KEY_FALLBACKS"),
+        # Staff passwords are keyed with this before scrypt (OWASP ASVS 2.4.5), so a copy of
+        # the database alone cannot be used to guess them; it never changes once set.
+        "PASSWORD_PEPPER": os.environ.get("PASSWORD_PEPPER", ""),
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "BASE_URL": base_url,

@@ -221,9 +221,12 @@ class FolderMailer(Mailer):
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", local_part)[:100]
         name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{safe}"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # Patient mail: readable by the app's own user only (docs/security.md 8.1.2).
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             partial = self.folder / f".{name}.eml.part"
-            partial.write_bytes(message.as_bytes(policy=policy.SMTP))
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(message.as_bytes(policy=policy.SMTP))
             os.replace(partial, self.folder / f"{name}.eml")
         except OSError as exc:
             raise TemporaryFailure(f"cannot write to the mail folder {self.folder}: {exc}") from exc

@@ -710,3 +710,67 @@ def test_2_1_12_every_password_field_can_be_shown(app, make_user):
     assert 'autocomplete="new-password"' in client.get("/staff/users/new").text
     script = (Path(__file__).parent.parent / "static" / "password.js").read_text()
     assert 'field.type = shown ? "text" : "password"' in script
+
+
+# --- V2.4.5: a pepper kept outside the database ----------------------------------------------
+
+
+PEPPER = "a-pepper-kept-outside-the-database"
+
+
+def test_2_4_5_passwords_are_keyed_with_the_pepper_before_scrypt(app, make_user, monkeypatch):
+    monkeypatch.setitem(app.config, "PASSWORD_PEPPER", PEPPER)
+    admin = logged_in(app, make_user(Role.ADMIN))
+    page = admin.get("/staff/users/new")
+    admin.post(
+        "/staff/users/new",
+        data={
+            "email": "new@clinic.example",
+            "role": "reception",
+            "practitioner": "",
+            "active": "y",
+            "password": "quiet otters borrow lanterns",
+            "csrf_token": csrf_token(page.text),
+        },
+    )
+    with app.app_context():
+        stored = db.session.scalars(db.select(User).where(User.email == "new@clinic.example")).one()
+        assert stored.password_hash.startswith("peppered$scrypt:")
+        assert not stored.check_password("quiet otters borrow lanterns"), "the hash alone: no"
+    ok = log_in(app.test_client(), "new@clinic.example", "quiet otters borrow lanterns")
+    assert ok.status_code == 303
+    monkeypatch.setitem(app.config, "PASSWORD_PEPPER", "")
+    refused = log_in(app.test_client(), "new@clinic.example", "quiet otters borrow lanterns")
+    assert refused.status_code == 401, "without the pepper the database's hash is worthless"
+
+
+def test_2_4_5_a_hash_from_before_the_pepper_is_keyed_at_the_next_login(
+    app, make_user, monkeypatch
+):
+    user = make_user(Role.RECEPTION)  # hashed before any pepper
+    other = logged_in(app, user)
+    monkeypatch.setitem(app.config, "PASSWORD_PEPPER", PEPPER)
+
+    assert log_in(app.test_client(), user.email).status_code == 303
+
+    with app.app_context():
+        stored = db.session.get(User, user.id)
+        assert stored.password_hash.startswith("peppered$")
+    assert other.get("/staff/").status_code == 200, "keying the hash ends no session"
+    assert log_in(app.test_client(), user.email).status_code == 303
+
+
+def test_8_1_2_the_laptop_mail_folder_is_for_the_apps_own_user(app, tmp_path):
+    from email.message import EmailMessage
+
+    from scheduler.mail import FolderMailer
+
+    folder = tmp_path / "mail"
+    message = EmailMessage()
+    message["Message-ID"] = "<one@clinic.test>"
+    message.set_content("Your visit")
+    FolderMailer(folder).send(message)
+
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    [written] = folder.glob("*.eml")
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600

@@ -48,7 +48,11 @@ def seed(admin_password: str | None, bookings: int, if_empty: bool) -> None:
             "(or pass --if-empty to skip quietly)"
         )
     password = admin_password or secrets.token_urlsafe(12)
-    clinic = seed_demo(session, admin_password=password)
+    clinic = seed_demo(
+        session,
+        admin_password=password,
+        pepper=str(current_app.config.get("PASSWORD_PEPPER") or ""),
+    )
     added = add_demo_bookings(session, clinic, bookings, now=current_app.config["CLOCK"]())
     name = clinic.name
     session.commit()

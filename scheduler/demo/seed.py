@@ -93,7 +93,7 @@ LAST_NAMES = (
 )
 
 
-def seed_demo(session: Session, *, admin_password: str) -> Clinic:
+def seed_demo(session: Session, *, admin_password: str, pepper: str = "") -> Clinic:
     """Create the demo clinic in an empty database and return it."""
     clinic = Clinic(
         name="Willow Acupuncture Clinic",
@@ -155,7 +155,7 @@ def seed_demo(session: Session, *, admin_password: str) -> Clinic:
                 )
         session.add(practitioner)
     admin = User(email=ADMIN_EMAIL, role=Role.ADMIN)
-    admin.set_password(admin_password)
+    admin.set_password(admin_password, pepper=pepper)
     session.add(admin)
     session.flush()
     return clinic

@@ -306,16 +306,24 @@ def password_holds(user: User, password: str, now: datetime) -> bool:
         check_password_hash(_dummy_hash(), password)
         security_event("staff.login_refused", user=user.id, reason="locked")
         return False
-    if not user.check_password(password):
+    pepper = pepper_of()
+    if not user.check_password(password, pepper=pepper):
         count_failure(user, now)
         security_event("staff.login_refused", user=user.id, reason="password")
         return False
+    if user.needs_rehash(pepper):
+        user.rehash(password, pepper=pepper)  # a hash from before the pepper, keyed now
     if not user.has_second_factor:
         # With a second factor the count is cleared by a good code only: otherwise the
         # password alone would buy a guesser fresh tries at the code again and again.
         user.failed_logins = 0
         user.locked_until = None
     return True
+
+
+def pepper_of() -> str:
+    """The app's ``PASSWORD_PEPPER``: the key passwords are keyed with before scrypt."""
+    return str(current_app.config.get("PASSWORD_PEPPER") or "")
 
 
 def is_locked(user: User, now: datetime) -> bool:

@@ -58,7 +58,12 @@ def create(email: str, role: str, password: str, practitioner_email: str | None)
         raise click.ClickException("--practitioner is only for --role practitioner")
     try:
         user = create_user(
-            session, email=email, role=Role(role), password=password, practitioner=practitioner
+            session,
+            email=email,
+            role=Role(role),
+            password=password,
+            practitioner=practitioner,
+            pepper=str(current_app.config.get("PASSWORD_PEPPER") or ""),
         )
     except AccountError as exc:
         raise click.ClickException(exc.message[0].lower() + exc.message[1:].rstrip(".")) from exc

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Integer, String
@@ -14,6 +16,15 @@ from scheduler.db import Base, UTCDateTime, utcnow, value_enum
 
 # What every personal API token starts with, so a leaked one is easy to recognise.
 TOKEN_PREFIX = "sk_"  # noqa: S105  (a prefix, not a secret)
+
+
+# A password hash keyed with PASSWORD_PEPPER starts with this (OWASP ASVS 2.4.5).
+PEPPERED = "peppered$"
+
+
+def _peppered(password: str, pepper: str) -> str:
+    """HMAC-SHA256 of ``password`` under ``pepper``: what is hashed when there is a pepper."""
+    return hmac.new(pepper.encode(), password.encode(), hashlib.sha256).hexdigest()
 
 
 class Role(enum.StrEnum):
@@ -72,14 +83,31 @@ class User(Base):
         """Return what the session cookie keeps: the id and the password's version."""
         return f"{self.id}:{self.session_version}"
 
-    def set_password(self, password: str) -> None:
-        """Store a salted scrypt hash of ``password``."""
-        self.password_hash = generate_password_hash(password, method="scrypt")
+    def set_password(self, password: str, *, pepper: str = "") -> None:
+        """Store a salted scrypt hash of ``password`` (keyed first with ``pepper``, a secret
+        kept outside the database, when there is one); other sessions end."""
+        self.rehash(password, pepper=pepper)
         self.session_version = (self.session_version or 0) + 1
 
-    def check_password(self, password: str) -> bool:
-        """Tell whether ``password`` is this user's."""
+    def rehash(self, password: str, *, pepper: str = "") -> None:
+        """Store ``password``'s hash anew (as :meth:`set_password`, sessions untouched)."""
+        if pepper:
+            keyed = _peppered(password, pepper)
+            self.password_hash = PEPPERED + generate_password_hash(keyed, method="scrypt")
+        else:
+            self.password_hash = generate_password_hash(password, method="scrypt")
+
+    def check_password(self, password: str, *, pepper: str = "") -> bool:
+        """Tell whether ``password`` is this user's. A peppered hash needs its pepper; a hash
+        from before the pepper still checks without it (see :meth:`needs_rehash`)."""
+        if self.password_hash.startswith(PEPPERED):
+            stored = self.password_hash.removeprefix(PEPPERED)
+            return bool(pepper) and check_password_hash(stored, _peppered(password, pepper))
         return check_password_hash(self.password_hash, password)
+
+    def needs_rehash(self, pepper: str) -> bool:
+        """Whether the stored hash is not yet keyed with ``pepper`` (rehash at the login)."""
+        return bool(pepper) and not self.password_hash.startswith(PEPPERED)
 
     @property
     def has_second_factor(self) -> bool:

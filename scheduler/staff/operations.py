@@ -188,6 +188,7 @@ def create_user(
     password: str,
     practitioner: Practitioner | None = None,
     temporary: bool = False,
+    pepper: str = "",
 ) -> User:
     """Add a staff account that can log in at once; with ``temporary`` (an admin chose the
     password) its first step is to choose its own."""
@@ -199,7 +200,7 @@ def create_user(
             gettext("An account for %(email)s already exists.", email=email), field="email"
         )
     user = User(email=email, role=role, practitioner=practitioner)
-    user.set_password(password)
+    user.set_password(password, pepper=pepper)
     user.must_change_password = temporary
     session.add(user)
     session.flush()
@@ -250,21 +251,25 @@ def update_user(
     return user
 
 
-def set_new_password(session: Session, user: User, password: str, now: datetime) -> None:
+def set_new_password(
+    session: Session, user: User, password: str, now: datetime, *, pepper: str = ""
+) -> None:
     """Give ``user`` a new password chosen by an admin, which they must change when they
     next log in; unlock the account, log out its sessions and tell them by mail."""
     check_password(password, email=user.email)
-    user.set_password(password)
+    user.set_password(password, pepper=pepper)
     user.must_change_password = True
     user.failed_logins = 0
     user.locked_until = None
     queue_notice(session, user, AccountChange.PASSWORD_RESET, now)
 
 
-def change_own_password(session: Session, user: User, password: str, now: datetime) -> None:
+def change_own_password(
+    session: Session, user: User, password: str, now: datetime, *, pepper: str = ""
+) -> None:
     """Give ``user`` the new password they chose; log out their other sessions and tell them
     by mail (the current password was checked by the caller)."""
     check_password(password, email=user.email)
-    user.set_password(password)
+    user.set_password(password, pepper=pepper)
     user.must_change_password = False
     queue_notice(session, user, AccountChange.PASSWORD_CHANGED, now)

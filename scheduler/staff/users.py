@@ -12,7 +12,13 @@ from wtforms.fields.choices import SelectChoice
 from scheduler.clinic.models import Practitioner
 from scheduler.extensions import db
 from scheduler.notifications.models import AccountChange
-from scheduler.staff.auth import current_staff, needs_confirmation, security_event, staff_only
+from scheduler.staff.auth import (
+    current_staff,
+    needs_confirmation,
+    pepper_of,
+    security_event,
+    staff_only,
+)
 from scheduler.staff.forms import (
     AccountForm,
     NewAccountForm,
@@ -105,6 +111,7 @@ def new() -> ResponseReturnValue:
                 password=form.password.data or "",
                 practitioner=practitioners.get(form.practitioner.data or 0),
                 temporary=True,
+                pepper=pepper_of(),
             )
         except AccountError as exc:
             _show_error(form, exc)
@@ -170,7 +177,9 @@ def reset_password(user_id: int) -> ResponseReturnValue:
         _offer_practitioners(form)
         return _edit_page(account, form, password_form, 422)
     try:
-        set_new_password(db.session(), account, password_form.password.data or "", now())
+        set_new_password(
+            db.session(), account, password_form.password.data or "", now(), pepper=pepper_of()
+        )
     except AccountError as exc:
         db.session.rollback()
         password_form.password.errors = [exc.message]

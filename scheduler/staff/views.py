@@ -48,6 +48,7 @@ from scheduler.staff.auth import (
     live_sessions,
     may_see_health,
     password_holds,
+    pepper_of,
     practitioners_visible_to,
     renew_session,
     security_event,
@@ -160,7 +161,7 @@ def password() -> ResponseReturnValue:
             ]
         else:
             try:
-                change_own_password(db.session(), user, new, now())
+                change_own_password(db.session(), user, new, now(), pepper=pepper_of())
             except AccountError as exc:
                 db.session.rollback()
                 form.new.errors = [exc.message]
