@@ -6,13 +6,15 @@ Three checks, each cheap enough to run every few seconds:
 * **migrations**: the database is at the migrations' head (an app server started before
   ``flask db upgrade`` finished, or after a failed one, is not ready);
 * **backlog**: how long the longest-waiting due message or webhook delivery has waited, which
-  grows when no dispatcher is running.
+  grows when no dispatcher is running;
+* **logins**: how many staff accounts are locked now after wrong passwords or codes, the sign
+  of someone guessing (OWASP ASVS 8.1.4, 11.1.8).
 
 The status code is for the load balancer: ``200`` while this server can serve bookings,
 ``503`` when the database is unreachable or not migrated (a database already upgraded by newer
 code is ``"ahead"`` and still served, for rolling upgrades). A backlog past
-``HEALTH_BACKLOG_SECONDS`` does not take app servers out of rotation (they still book fine);
-it turns ``status`` to ``"degraded"`` for a monitor to alert on.
+``HEALTH_BACKLOG_SECONDS`` or a locked account does not take app servers out of rotation
+(they still book fine); it turns ``status`` to ``"degraded"`` for a monitor to alert on.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from scheduler.extensions import db
 from scheduler.notifications import dispatch as mail
+from scheduler.staff.models import User
 from scheduler.webhooks import dispatch as webhooks
 
 blueprint = Blueprint("health", __name__)
@@ -79,6 +82,12 @@ def backlog(session: Session, now: datetime, limit: int) -> dict[str, Any]:
     return {"status": "ok" if longest <= limit else "behind", **waited, "limit_seconds": limit}
 
 
+def logins(session: Session, now: datetime) -> dict[str, Any]:
+    """How many staff accounts are locked now after failed logins."""
+    locked = session.scalar(select(func.count()).select_from(User).where(User.locked_until > now))
+    return {"status": "alert" if locked else "ok", "locked_accounts": int(locked or 0)}
+
+
 def check(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
     """Run the checks and return the status code and the report."""
     try:
@@ -90,6 +99,7 @@ def check(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
         # An unmigrated database may lack the outbox tables: there is no backlog to read.
         limit = current_app.config["HEALTH_BACKLOG_SECONDS"]
         waiting = backlog(session, now, limit) if migrated else None
+        guessing = logins(session, now) if migrated else None
     except SQLAlchemyError as exc:
         current_app.logger.warning("health check: database unavailable: %s", exc)
         return 503, {"status": "failing", "database": {"status": "unreachable"}}
@@ -103,10 +113,15 @@ def check(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
             "expected": sorted(expected),
         },
     }
-    if waiting is None:
+    if waiting is None or guessing is None:
         return 503, {"status": "failing", **report}
-    status = "ok" if waiting["status"] == "ok" else "degraded"
-    return 200, {"status": status, **report, "backlog": waiting}
+    fine = waiting["status"] == "ok" and guessing["status"] == "ok"
+    return 200, {
+        "status": "ok" if fine else "degraded",
+        **report,
+        "backlog": waiting,
+        "logins": guessing,
+    }
 
 
 @blueprint.get("/healthz")

@@ -11,8 +11,9 @@ from flask_migrate import downgrade, upgrade
 
 from scheduler import create_app
 from scheduler.extensions import db
+from scheduler.staff.models import Role
 from scheduler.webhooks.models import Webhook, WebhookEvent, WebhookSubscription
-from tests.conftest import NOW, london
+from tests.conftest import NOW, log_in, london
 
 _SCRIPTS = ScriptDirectory(str(Path(__file__).parent.parent / "migrations"))
 HEAD = _SCRIPTS.get_current_head()
@@ -129,3 +130,19 @@ def test_a_database_upgraded_by_newer_code_is_ahead_and_still_served(app, client
     assert status == 200
     assert report["status"] == "ok"
     assert report["migrations"] == {"status": "ahead", "current": ["9999"], "expected": [HEAD]}
+
+
+def test_a_locked_staff_account_is_degraded_for_the_monitor(app, client, setup, make_user, clock):
+    user = make_user(Role.RECEPTION)
+    guesser = app.test_client()
+    assert health(client)[1]["logins"] == {"status": "ok", "locked_accounts": 0}
+    for _ in range(5):
+        log_in(guesser, user.email, "a wrong guess")
+
+    status, report = health(client)
+
+    assert status == 200, "still serving"
+    assert report["status"] == "degraded"
+    assert report["logins"] == {"status": "alert", "locked_accounts": 1}
+    clock.now += timedelta(minutes=2)  # the lock runs out
+    assert health(client)[1]["status"] == "ok"
