@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app scheduler
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format translations bench clean
+.PHONY: run test lint format translations bench audit lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,16 @@ translations: $(VENV)/.installed
 	$(BIN)/pybabel --quiet extract -F babel.cfg -k _l --no-location --no-wrap -o $(VENV)/messages.pot .
 	$(BIN)/pybabel --quiet update -i $(VENV)/messages.pot -d scheduler/translations \
 		--no-fuzzy-matching --ignore-obsolete --no-wrap
+
+# Known vulnerabilities in the pinned dependencies (pip-audit asks PyPI's advisory database, so
+# it needs the internet: the project's CI machine has none). `make lock` pins what the suite
+# passed with, for a release to install exactly that.
+audit: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet "pip-audit>=2.7"
+	$(BIN)/pip-audit --strict -r requirements.lock
+
+lock: $(VENV)/.installed-test
+	$(BIN)/python -m pip freeze --exclude-editable --all | grep -v '^pip==' > requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
