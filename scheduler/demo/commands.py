@@ -13,6 +13,7 @@ from scheduler.commandline import database_errors
 from scheduler.db import begin_write
 from scheduler.demo.seed import ADMIN_EMAIL, add_demo_bookings, seed_demo
 from scheduler.extensions import db
+from scheduler.staff.auth import pepper_of
 
 
 @click.group()
@@ -51,7 +52,7 @@ def seed(admin_password: str | None, bookings: int, if_empty: bool) -> None:
     clinic = seed_demo(
         session,
         admin_password=password,
-        pepper=str(current_app.config.get("PASSWORD_PEPPER") or ""),
+        pepper=pepper_of(),
     )
     added = add_demo_bookings(session, clinic, bookings, now=current_app.config["CLOCK"]())
     name = clinic.name

@@ -110,7 +110,7 @@ def start_session(user: User) -> None:
     key = secrets.token_urlsafe(32)
     session[SESSION_KEY] = key
     now = current_app.config["CLOCK"]()
-    oldest = now - timedelta(hours=current_app.config["STAFF_SESSION_MAX_HOURS"])
+    oldest = _oldest_live(now)
     # What can no longer be used goes, so the table holds only a day's logins or so.
     db.session.execute(
         delete(StaffSession).where(
@@ -128,6 +128,11 @@ def start_session(user: User) -> None:
             user_agent=request.user_agent.string[:200],
         )
     )
+
+
+def _oldest_live(now: datetime) -> datetime:
+    """When the oldest session that may still be in use began (STAFF_SESSION_MAX_HOURS)."""
+    return now - timedelta(hours=current_app.config["STAFF_SESSION_MAX_HOURS"])
 
 
 def this_session() -> StaffSession | None:
@@ -151,7 +156,7 @@ def renew_session(user: User) -> None:
 
 def live_sessions(user: User, now: datetime) -> list[StaffSession]:
     """``user``'s sessions that still work, newest first."""
-    oldest = now - timedelta(hours=current_app.config["STAFF_SESSION_MAX_HOURS"])
+    oldest = _oldest_live(now)
     return list(
         db.session.scalars(
             select(StaffSession)
@@ -316,8 +321,7 @@ def password_holds(user: User, password: str, now: datetime) -> bool:
     if not user.has_second_factor:
         # With a second factor the count is cleared by a good code only: otherwise the
         # password alone would buy a guesser fresh tries at the code again and again.
-        user.failed_logins = 0
-        user.locked_until = None
+        clear_failures(user)
     return True
 
 
@@ -329,6 +333,12 @@ def pepper_of() -> str:
 def is_locked(user: User, now: datetime) -> bool:
     """Tell whether too many wrong passwords or codes have locked ``user`` out for now."""
     return user.locked_until is not None and user.locked_until > now
+
+
+def clear_failures(user: User) -> None:
+    """Forget ``user``'s wrong passwords and codes, and any lock they led to."""
+    user.failed_logins = 0
+    user.locked_until = None
 
 
 def count_failure(user: User, now: datetime) -> None:

@@ -12,6 +12,7 @@ from scheduler.commandline import database_errors
 from scheduler.db import begin_write
 from scheduler.extensions import db
 from scheduler.notifications.models import AccountChange
+from scheduler.staff.auth import pepper_of
 from scheduler.staff.models import Role, User
 from scheduler.staff.operations import AccountError, create_user
 from scheduler.staff.totp import switch_off
@@ -63,7 +64,7 @@ def create(email: str, role: str, password: str, practitioner_email: str | None)
             role=Role(role),
             password=password,
             practitioner=practitioner,
-            pepper=str(current_app.config.get("PASSWORD_PEPPER") or ""),
+            pepper=pepper_of(),
         )
     except AccountError as exc:
         raise click.ClickException(exc.message[0].lower() + exc.message[1:].rstrip(".")) from exc

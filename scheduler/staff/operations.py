@@ -17,6 +17,7 @@ from zxcvbn import zxcvbn
 
 from scheduler.clinic.models import Practitioner
 from scheduler.notifications.models import AccountChange
+from scheduler.staff.auth import clear_failures
 from scheduler.staff.models import Role, User
 from scheduler.staff.notices import queue_notice
 
@@ -91,8 +92,9 @@ def normalise_email(email: str) -> str:
     return checked.normalized.lower()
 
 
-def check_password(password: str, *, email: str = "") -> None:
-    """Refuse a password too short or too easy to guess for the account of ``email``.
+def check_password(password: str, *, email: str = "", strength: Strength | None = None) -> None:
+    """Refuse a password too short or too easy to guess for the account of ``email``
+    (``strength``: zxcvbn's estimate of it, when the caller has it already).
 
     Any characters are allowed (spaces, accents, emoji) and none is required: length is
     what makes a password strong, so there are no rules of the kind "one digit, one capital".
@@ -101,7 +103,9 @@ def check_password(password: str, *, email: str = "") -> None:
         raise AccountError(
             f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password"
         )
-    reason = _guessable(password, email) or _estimated_weak(password, email)
+    reason = _guessable(password, email) or _estimated_weak(
+        strength or password_strength(password, email=email)
+    )
     if reason:
         raise AccountError(
             f"That password is too easy to guess: {reason}. A few unrelated words make a good one.",
@@ -157,9 +161,8 @@ def password_strength(password: str, *, email: str = "") -> Strength:
     )
 
 
-def _estimated_weak(password: str, email: str) -> str | None:
-    """Say why zxcvbn finds ``password`` guessable, if it does."""
-    strength = password_strength(password, email=email)
+def _estimated_weak(strength: Strength) -> str | None:
+    """Say why zxcvbn finds a password of this ``strength`` guessable, if it does."""
     if strength.score >= LEAST_SCORE:
         return None
     warning = strength.warning.rstrip(".")
@@ -259,8 +262,7 @@ def set_new_password(
     check_password(password, email=user.email)
     user.set_password(password, pepper=pepper)
     user.must_change_password = True
-    user.failed_logins = 0
-    user.locked_until = None
+    clear_failures(user)
     queue_notice(session, user, AccountChange.PASSWORD_RESET, now)
 
 

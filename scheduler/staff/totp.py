@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from scheduler import sealing
 from scheduler.i18n import N_
 from scheduler.notifications.models import AccountChange
-from scheduler.staff.auth import count_failure, is_locked
+from scheduler.staff.auth import clear_failures, count_failure, is_locked
 from scheduler.staff.models import RecoveryCode, User
 from scheduler.staff.notices import queue_notice
 
@@ -187,8 +187,7 @@ def second_factor_holds(
         step = None if secret is None else _step_of(pyotp.TOTP(secret), compact, now)
         if step is not None and step > (user.totp_last_step or -1):
             user.totp_last_step = step
-            user.failed_logins = 0
-            user.locked_until = None
+            clear_failures(user)
             return "app"
     elif _RECOVERY.fullmatch(compact):
         recovery = session.scalars(
@@ -200,8 +199,7 @@ def second_factor_holds(
         ).first()
         if recovery is not None:
             recovery.used_at = now
-            user.failed_logins = 0
-            user.locked_until = None
+            clear_failures(user)
             return "recovery code"
     count_failure(user, now)
     return None

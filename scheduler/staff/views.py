@@ -252,9 +252,10 @@ def password_strength_view() -> ResponseReturnValue:
         return jsonify(error='Send {"password": "…"}, 500 characters at most.'), 422
     if not isinstance(email, str) or len(email) > 254:
         email = _user().email
-    score = password_strength(typed, email=email).score
+    strength = password_strength(typed, email=email)
+    score = strength.score
     try:
-        check_password(typed, email=email)
+        check_password(typed, email=email, strength=strength)
     except AccountError:
         # Refused when saved (too short, or a pattern the local rules know): never shown as
         # hard to guess.
