@@ -43,6 +43,7 @@ TABLE_SINCE = {
     "webhook_attempts": "0012",
     "recovery_codes": "0014",
     "staff_sessions": "0018",
+    "security_keys": "0019",
 }
 
 
@@ -793,6 +794,17 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
         ended_at=None,
         address="203.0.113.9",
         user_agent="Firefox",
+    )
+    add(
+        "security_keys",
+        user_id=admin,
+        credential_id=f"{b}-credential",
+        public_key=bytes(range(77)),
+        sign_count=12,
+        transports="usb,nfc",
+        name="Blue key",
+        created_at=at("2026-11-21 09:30"),
+        last_used_at=None,
     )
     for n in range(2):
         add(

@@ -37,7 +37,7 @@ from scheduler.calendars.models import BusyTime, CalendarSubscription
 from scheduler.extensions import csrf, db
 from scheduler.notifications.models import Notification
 from scheduler.patients.models import Patient
-from scheduler.staff.models import Role, StaffSession
+from scheduler.staff.models import Role, SecurityKey, StaffSession
 from scheduler.staff.tokens import issue_token
 from scheduler.waitlist.models import EntryStatus, WaitlistEntry, WaitlistOffer
 from scheduler.waitlist.operations import join_waitlist
@@ -153,7 +153,10 @@ def world(
         offered_at=clock(),
         expires_at=clock() + timedelta(hours=12),
     )
-    session.add_all([subscription, webhook, delivery, offer])
+    key = SecurityKey(
+        user=admin_user, credential_id="admin-key", public_key=b"key", name="Blue key"
+    )
+    session.add_all([subscription, webhook, delivery, offer, key])
     session.commit()
     notification = session.scalars(
         select(Notification).where(Notification.booking_id == booking.id)
@@ -186,6 +189,7 @@ def world(
             "token_id": api_token_row.id,
             "user_id": reception.id,
             "session_id": admin_session.id,
+            "key_id": key.id,
             "webhook_id": webhook.id,
             "delivery_id": delivery.id,
             "kind": "confirmation",

@@ -43,7 +43,7 @@ from scheduler.notifications.models import Notification
 from scheduler.patients.forms import ERASE_WORD
 from scheduler.patients.intake import IntakeAnswers
 from scheduler.patients.models import Intake, Patient
-from scheduler.staff.models import ApiToken, Role, StaffSession, User
+from scheduler.staff.models import ApiToken, Role, SecurityKey, StaffSession, User
 from scheduler.staff.tokens import hash_token, issue_token
 from scheduler.waitlist.models import WaitlistEntry, WaitlistOffer
 from scheduler.waitlist.operations import join_waitlist
@@ -234,7 +234,15 @@ def make_side(
         address="203.0.113.77",
         user_agent=f"{marker}-PHONE-browser",
     )
-    session.add_all([subscription, event, device])
+    # Their security key: the other must never see its name, nor remove it.
+    key = SecurityKey(
+        user_id=user.id,
+        credential_id=f"{marker}-credential",
+        public_key=b"key",
+        name=f"{marker}-KEY-name",
+        created_at=NOW,
+    )
+    session.add_all([subscription, event, device, key])
     session.commit()
     notification = session.scalars(
         select(Notification).where(Notification.booking_id == booking.id)
@@ -265,6 +273,7 @@ def make_side(
             off.reason,
             f"{marker}-BUSY-dentist",
             f"{marker}-PHONE-browser",
+            f"{marker}-KEY-name",
         ),
         ids={
             "booking_id": booking.id,
@@ -276,6 +285,7 @@ def make_side(
             "token_id": row.id,
             "user_id": user.id,
             "session_id": device.id,
+            "key_id": key.id,
         },
     )
 
@@ -326,13 +336,14 @@ def methods(rule: Rule) -> list[str]:
 
 def staff_rules(app: Flask) -> list[Rule]:
     """Every route of the staff area and the staff API, but logging in (the password, then the
-    code of two-step login) and out."""
+    code or key of two-step login) and out."""
     return sorted(
         (
             rule
             for rule in app.url_map.iter_rules()
             if rule.rule.startswith(PRIVATE_PREFIXES)
-            and rule.endpoint not in ("staff.login", "two_factor.code", "staff.logout")
+            and rule.endpoint
+            not in ("staff.login", "two_factor.code", "two_factor.key_login", "staff.logout")
         ),
         key=lambda rule: (rule.rule, rule.endpoint),
     )

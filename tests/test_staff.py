@@ -108,16 +108,15 @@ def test_logout_is_not_possible_by_a_get_or_without_the_token(client, make_user)
     assert client.get("/staff/").status_code == 200
 
 
-LOGIN_PAGES = ("staff.login", "two_factor.code")
+LOGIN_PAGES = ("staff.login", "two_factor.code", "two_factor.key_login")
 
 
 def staff_routes(app):
-    """Every staff route but the login's two pages (password, then code), logging out last."""
+    """Every staff route but the login's pages (password, then code or key), logging out last."""
     rules = [
         rule
         for rule in app.url_map.iter_rules()
-        if rule.rule.startswith("/staff")
-        and rule.endpoint not in ("staff.login", "two_factor.code")
+        if rule.rule.startswith("/staff") and rule.endpoint not in LOGIN_PAGES
     ]
     return sorted(rules, key=lambda rule: rule.endpoint == "staff.logout")
 

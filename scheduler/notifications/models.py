@@ -39,6 +39,8 @@ class AccountChange(enum.IntEnum):
     TWO_FACTOR_REMOVED = 5  # by an admin, or on the command line
     RECOVERY_CODES = 6
     ROLE_CHANGED = 7  # by an admin: another role, or switched off or on
+    SECURITY_KEY_ADDED = 8
+    SECURITY_KEY_REMOVED = 9
 
 
 class NotificationStatus(enum.StrEnum):

@@ -7,6 +7,7 @@ from flask_wtf.file import MultipleFileField
 from wtforms import (
     BooleanField,
     EmailField,
+    HiddenField,
     PasswordField,
     RadioField,
     SelectField,
@@ -24,6 +25,12 @@ from scheduler.staff.tokens import LIFETIMES
 TOO_SHORT = _l("Please use at least %(count)d characters.", count=MIN_PASSWORD_LENGTH)
 # A new password gets a strength meter and a "Show" button (static/password.js).
 NEW_PASSWORD = {"autocomplete": "new-password", "data-strength": ""}
+# The most a browser's answer from a security key takes, as JSON (they are about 1-2 KB).
+KEY_ANSWER_LENGTH = 20_000
+KEY_ANSWER_MISSING = _l(
+    "Your browser did not send the key's answer. Use a browser with security keys switched "
+    "on, or enter a code from your app instead."
+)
 
 
 class LoginForm(FlaskForm):
@@ -187,6 +194,37 @@ class ConfirmForm(FlaskForm):
         validators=[Optional(), Length(max=40), single_line],
         render_kw={"autocomplete": "one-time-code", "spellcheck": "false"},
     )
+    # A security key's answer, instead of the code (static/security_key.js fills it in).
+    credential = HiddenField(validators=[Optional(), Length(max=KEY_ANSWER_LENGTH)])
+
+
+class KeyLoginForm(FlaskForm):
+    """A security key's answer to the login's challenge (filled in by static/security_key.js)."""
+
+    credential = HiddenField(
+        validators=[DataRequired(KEY_ANSWER_MISSING), Length(max=KEY_ANSWER_LENGTH)]
+    )
+
+
+class AddKeyForm(FlaskForm):
+    """A name for a new security key, and the key's answer (static/security_key.js)."""
+
+    name = StringField(
+        _l("A name for the key"),
+        validators=[
+            DataRequired(_l("Please give the key a name, such as “blue key” or “laptop”.")),
+            Length(max=60, message=_l("Please keep the key's name to 60 characters.")),
+            single_line,
+        ],
+        render_kw={"autocomplete": "off", "maxlength": 60},
+    )
+    credential = HiddenField(
+        validators=[DataRequired(KEY_ANSWER_MISSING), Length(max=KEY_ANSWER_LENGTH)]
+    )
+
+
+class RemoveKeyForm(FlaskForm):
+    """Remove a security key (a button)."""
 
 
 class EndSessionForm(FlaskForm):

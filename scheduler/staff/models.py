@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -69,6 +69,12 @@ class User(Base):
     recovery_codes: Mapped[list[RecoveryCode]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
+    security_keys: Mapped[list[SecurityKey]] = relationship(
+        back_populates="user",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="SecurityKey.id",
+    )
 
     # What Flask-Login asks of a user.
     is_authenticated = True
@@ -128,6 +134,31 @@ class RecoveryCode(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     user: Mapped[User] = relationship(back_populates="recovery_codes")
+
+
+class SecurityKey(Base):
+    """A security key or passkey (WebAuthn) that gives the second step of a staff login in
+    place of a code from the app (scheduler/staff/security_keys.py).
+
+    Only what the key made for this site is kept: its credential id and public key, and how
+    many times the key says it has signed, so that a cloned key shows itself.
+    """
+
+    __tablename__ = "security_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # base64url, as the browser names it (at most 1,023 bytes: 1,364 characters).
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    # How the browser may reach the key ("usb,nfc", "internal", ...), a hint for the next login.
+    transports: Mapped[str] = mapped_column(String(200), default="")
+    name: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    user: Mapped[User] = relationship(back_populates="security_keys")
 
 
 class StaffSession(Base):

@@ -59,6 +59,12 @@ def _what(change: AccountChange) -> str:
         AccountChange.ROLE_CHANGED: _(
             "An admin changed your staff account's role or whether it may log in."
         ),
+        AccountChange.SECURITY_KEY_ADDED: _(
+            "A security key was added to your staff account's two-step login."
+        ),
+        AccountChange.SECURITY_KEY_REMOVED: _(
+            "A security key was removed from your staff account's two-step login."
+        ),
     }[change]
 
 

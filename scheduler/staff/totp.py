@@ -155,13 +155,14 @@ def switch_off(
     now: datetime,
     change: AccountChange = AccountChange.TWO_FACTOR_OFF,
 ) -> None:
-    """Remove the second factor and the recovery codes (``change`` says who did: the owner,
-    or :attr:`AccountChange.TWO_FACTOR_REMOVED` for an admin); end the account's sessions
-    and tell the owner by mail."""
+    """Remove the second factor, the recovery codes and any security keys (``change`` says
+    who did: the owner, or :attr:`AccountChange.TWO_FACTOR_REMOVED` for an admin); end the
+    account's sessions and tell the owner by mail."""
     user.totp_secret = None
     user.totp_enabled_at = None
     user.totp_last_step = None
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    user.security_keys.clear()
     user.session_version += 1
     queue_notice(session, user, change, now)
     session.flush()

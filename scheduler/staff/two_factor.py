@@ -1,6 +1,6 @@
-"""The second factor in the staff area: the code asked for after the password, and each staff
-member's page to switch it on (a QR code for the authenticator app), get new recovery codes
-or switch it off.
+"""The second factor in the staff area: the code (or security key) asked for after the
+password, and each staff member's page to switch it on (a QR code for the authenticator app),
+add security keys, get new recovery codes or switch it off.
 
 After a good password an account with a second factor is not logged in yet: the session only
 notes, for a few minutes, whose password it was (:data:`PENDING`), and the code page finishes
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     redirect,
@@ -22,12 +23,16 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from scheduler.extensions import db
+from scheduler.i18n import N_
 from scheduler.ratelimit import LOGIN, rate_limited
 from scheduler.sealing import keys_of
 from scheduler.staff.auth import (
+    confirmed_recently,
     current_staff,
+    needs_confirmation,
     note_confirmed,
     password_holds,
     renew_session,
@@ -36,8 +41,25 @@ from scheduler.staff.auth import (
     start_session,
     two_factor_required,
 )
-from scheduler.staff.forms import CodeForm, ConfirmForm
-from scheduler.staff.models import User
+from scheduler.staff.forms import (
+    AddKeyForm,
+    CodeForm,
+    ConfirmForm,
+    KeyLoginForm,
+    RemoveKeyForm,
+)
+from scheduler.staff.models import SecurityKey, User
+from scheduler.staff.security_keys import (
+    SecurityKeyError,
+    Site,
+    add_key,
+    key_holds,
+    login_options,
+    registration_options,
+    remove_key,
+    site_of,
+    user_handle,
+)
 from scheduler.staff.totp import (
     TwoFactorError,
     grouped,
@@ -61,7 +83,9 @@ blueprint = Blueprint("two_factor", __name__, url_prefix="/staff")
 PENDING = "staff_2fa_pending"
 # The new secret shown on the set-up page, sealed, until a code proves the app has it.
 ENROLLING = "staff_2fa_enrolling"
-# How long a good password waits for its code.
+# The challenge a security key is to sign, until its answer comes: {"challenge", "at", "for"}.
+KEY_CHALLENGE = "staff_key_challenge"
+# How long a good password waits for its code, and a challenge for the key's answer.
 PENDING_SECONDS = 300
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -72,6 +96,45 @@ def _keys() -> tuple[str, ...]:
 
 def _seconds() -> int:
     return int(current_app.config["SESSION_CLOCK"]())
+
+
+def _site() -> Site | None:
+    """Who security keys answer to here (from ``BASE_URL``), or ``None`` if keys cannot work
+    at this address."""
+    return site_of(current_app.config["BASE_URL"], clinic_or_503().name)
+
+
+def _new_challenge(purpose: str, challenge: bytes) -> None:
+    session[KEY_CHALLENGE] = {
+        "challenge": bytes_to_base64url(challenge),
+        "at": _seconds(),
+        "for": purpose,
+    }
+
+
+def _take_challenge(purpose: str) -> bytes | None:
+    """The challenge this session's page for ``purpose`` asked a key to sign, once; ``None``
+    if there is none, it was for another page, or it is too old."""
+    kept = session.pop(KEY_CHALLENGE, None)
+    if not isinstance(kept, dict) or kept.get("for") != purpose:
+        return None
+    if not isinstance(kept.get("at"), int) or _seconds() - kept["at"] >= PENDING_SECONDS:
+        return None
+    try:
+        return base64url_to_bytes(str(kept.get("challenge")))
+    except ValueError:
+        return None
+
+
+def _key_options(user: User, purpose: str) -> str | None:
+    """The options for a page's "Use your security key" button, if ``user`` has a key that
+    can work here; their challenge is kept for the answer."""
+    site = _site()
+    options = None if site is None else login_options(user, site)
+    if options is None:
+        return None
+    _new_challenge(purpose, options[1])
+    return options[0]
 
 
 def await_code(user: User, next_url: str | None) -> ResponseReturnValue:
@@ -100,36 +163,61 @@ def _pending_user() -> User | None:
     return user
 
 
+def _finish_login(user: User, used: str) -> ResponseReturnValue:
+    """Log ``user`` in, their second step made with ``used``; go where they were going."""
+    next_url = session[PENDING].get("next")
+    start_session(user)
+    db.session.commit()
+    security_event("staff.login", user=user.id, second_factor=used)
+    if used == "recovery code":
+        left = recovery_codes_left(db.session(), user)
+        flash(
+            gettext(
+                "You used a recovery code; %(count)d are left. Make new ones on "
+                "the two-step login page if you have lost your phone.",
+                count=left,
+            ),
+            "info",
+        )
+    return redirect(safe_next(next_url, url_for("staff.index")), code=303)
+
+
+def _code_page(
+    user: User, form: CodeForm, key_form: KeyLoginForm, status: int
+) -> ResponseReturnValue:
+    return (
+        render_template(
+            "staff/login_code.html",
+            form=form,
+            key_form=key_form,
+            key_options=_key_options(user, "login"),
+            clinic=clinic_or_503(),
+        ),
+        status,
+        NO_STORE,
+    )
+
+
+def _login_expired() -> ResponseReturnValue:
+    flash(gettext("Please log in again: the code was not entered in time."), "info")
+    return redirect(url_for("staff.login"), code=303)
+
+
 @blueprint.route("/login/code", methods=["GET", "POST"])
 @rate_limited(LOGIN)
 def code() -> ResponseReturnValue:
     """Finish a login with a code from the authenticator app, or a recovery code."""
     user = _pending_user()
     if user is None:
-        flash(gettext("Please log in again: the code was not entered in time."), "info")
-        return redirect(url_for("staff.login"), code=303)
-    clinic = clinic_or_503()
+        return _login_expired()
     form = CodeForm()
+    key_form = KeyLoginForm(formdata=None)
     if form.validate_on_submit():
         used = second_factor_holds(
             db.session(), user, form.code.data or "", now=now(), keys=_keys()
         )
         if used is not None:
-            next_url = session[PENDING].get("next")
-            start_session(user)
-            db.session.commit()
-            security_event("staff.login", user=user.id, second_factor=used)
-            if used == "recovery code":
-                left = recovery_codes_left(db.session(), user)
-                flash(
-                    gettext(
-                        "You used a recovery code; %(count)d are left. Make new ones on "
-                        "the two-step login page if you have lost your phone.",
-                        count=left,
-                    ),
-                    "info",
-                )
-            return redirect(safe_next(next_url, url_for("staff.index")), code=303)
+            return _finish_login(user, used)
         db.session.commit()  # the failure count and any lock
         security_event("staff.login_refused", user=user.id, reason="code")
         form.code.errors = [
@@ -138,9 +226,40 @@ def code() -> ResponseReturnValue:
                 "wait a minute and enter the code your app shows now."
             )
         ]
-        return render_template("staff/login_code.html", form=form, clinic=clinic), 401
-    status = 400 if form.is_submitted() else 200
-    return render_template("staff/login_code.html", form=form, clinic=clinic), status
+        return _code_page(user, form, key_form, 401)
+    return _code_page(user, form, key_form, 400 if form.is_submitted() else 200)
+
+
+@blueprint.post("/login/key")
+@rate_limited(LOGIN)
+def key_login() -> ResponseReturnValue:
+    """Finish a login with a security key's answer to the code page's challenge."""
+    user = _pending_user()
+    if user is None:
+        return _login_expired()
+    key_form = KeyLoginForm()
+    site = _site()
+    if not key_form.validate_on_submit() or site is None:
+        return _code_page(user, CodeForm(formdata=None), key_form, 400)
+    key = key_holds(
+        db.session(),
+        user,
+        key_form.credential.data or "",
+        challenge=_take_challenge("login"),
+        site=site,
+        now=now(),
+    )
+    if key is not None:
+        return _finish_login(user, "security key")
+    db.session.commit()  # the failure count and any lock
+    security_event("staff.login_refused", user=user.id, reason="security key")
+    key_form.credential.errors = [
+        gettext(
+            "That key is not one of this account's, or its answer came too late, or there "
+            "have been too many tries: wait a minute and try again, or enter a code."
+        )
+    ]
+    return _code_page(user, CodeForm(formdata=None), key_form, 401)
 
 
 @blueprint.route("/confirm", methods=["GET", "POST"])
@@ -155,7 +274,15 @@ def confirm() -> ResponseReturnValue:
     if form.validate_on_submit():
         moment = now()
         holds = password_holds(user, form.password.data or "", moment)
-        if holds and user.has_second_factor:
+        site = _site()
+        if holds and user.has_second_factor and form.credential.data and site is not None:
+            answer = form.credential.data
+            challenge = _take_challenge("confirm")
+            holds = (
+                key_holds(db.session(), user, answer, challenge=challenge, site=site, now=moment)
+                is not None
+            )
+        elif holds and user.has_second_factor:
             holds = (
                 second_factor_holds(
                     db.session(), user, form.code.data or "", now=moment, keys=_keys()
@@ -178,7 +305,13 @@ def confirm() -> ResponseReturnValue:
     elif form.is_submitted():
         status = 422
     return (
-        render_template("staff/confirm.html", clinic=clinic_or_503(), form=form, user=user),
+        render_template(
+            "staff/confirm.html",
+            clinic=clinic_or_503(),
+            form=form,
+            user=user,
+            key_options=_key_options(user, "confirm") if user.has_second_factor else None,
+        ),
         status,
         NO_STORE,
     )
@@ -194,7 +327,9 @@ def _enrolling_secret() -> str:
     return secret
 
 
-def _page(form: CodeForm, status: int = 200) -> ResponseReturnValue:
+def _page(
+    form: CodeForm, status: int = 200, key_form: AddKeyForm | None = None
+) -> ResponseReturnValue:
     user = current_staff()
     clinic = clinic_or_503()
     context: dict[str, object] = {
@@ -205,10 +340,35 @@ def _page(form: CodeForm, status: int = 200) -> ResponseReturnValue:
     }
     if user.has_second_factor:
         context["codes_left"] = recovery_codes_left(db.session(), user)
+        context.update(_keys_context(user, key_form))
     else:
         secret = _enrolling_secret()
         context["secret"] = grouped(secret)
     return render_template("staff/two_factor.html", **context), status, NO_STORE
+
+
+def _keys_context(user: User, key_form: AddKeyForm | None) -> dict[str, object]:
+    """What the page's security-key section shows: the keys, and the form to add one, with
+    the options for the browser, while the login is recent enough to make the change."""
+    site = _site()
+    context: dict[str, object] = {
+        "keys": user.security_keys,
+        "keys_work_here": site is not None,
+        "remove_form": RemoveKeyForm(formdata=None),
+        "may_add": confirmed_recently(),
+    }
+    if site is not None and confirmed_recently():
+        try:
+            options, challenge = registration_options(
+                user, site, handle=user_handle(user, current_app.config["SECRET_KEY"])
+            )
+        except SecurityKeyError as exc:
+            context["key_limit"] = gettext(exc.message)
+        else:
+            _new_challenge("add", challenge)
+            context["add_options"] = options
+    context["key_form"] = key_form or AddKeyForm(formdata=None)
+    return context
 
 
 @blueprint.get("/two-factor")
@@ -313,4 +473,63 @@ def off() -> ResponseReturnValue:
     db.session.commit()
     security_event("staff.second_factor_off", user=user.id)
     flash(gettext("Two-step login is off. Your other sessions are logged out."), "info")
+    return redirect(url_for("two_factor.index"), code=303)
+
+
+@blueprint.post("/two-factor/keys")
+@staff_only()
+@needs_confirmation
+def add_key_view() -> ResponseReturnValue:
+    """Add a security key, given its answer to the page's challenge and a name."""
+    user = current_staff()
+    form = AddKeyForm()
+    site = _site()
+    if not user.has_second_factor or site is None:
+        return redirect(url_for("two_factor.index"), code=303)
+    if not form.validate_on_submit():
+        return _page(CodeForm(formdata=None), 422, key_form=form)
+    challenge = _take_challenge("add")
+    try:
+        if challenge is None:
+            raise SecurityKeyError(
+                N_("The key's answer came too late or from another page. Please try again.")
+            )
+        key = add_key(
+            db.session(),
+            user,
+            name=form.name.data or "",
+            credential=form.credential.data or "",
+            challenge=challenge,
+            site=site,
+            now=now(),
+        )
+    except SecurityKeyError as exc:
+        db.session.rollback()
+        form.credential.errors = [gettext(exc.message)]
+        return _page(CodeForm(formdata=None), 422, key_form=form)
+    db.session.commit()
+    security_event("staff.security_key_added", user=user.id, key=key.id)
+    flash(
+        gettext("The key “%(name)s” is added: use it when you next log in.", name=key.name),
+        "info",
+    )
+    return redirect(url_for("two_factor.index"), code=303)
+
+
+@blueprint.post("/two-factor/keys/<int:key_id>/remove")
+@staff_only()
+@needs_confirmation
+def remove_key_view(key_id: int) -> ResponseReturnValue:
+    """Remove one of the staff member's own security keys."""
+    user = current_staff()
+    key = db.session.get(SecurityKey, key_id)
+    if key is None or key.user_id != user.id:
+        abort(404)
+    if not RemoveKeyForm().validate_on_submit():
+        abort(400)
+    name = key.name
+    remove_key(db.session(), user, key, now())
+    db.session.commit()
+    security_event("staff.security_key_removed", user=user.id, key=key_id)
+    flash(gettext("The key “%(name)s” is removed.", name=name), "info")
     return redirect(url_for("two_factor.index"), code=303)
