@@ -76,7 +76,7 @@ def register_extensions(app: Flask) -> None:
     init_security(app)
     init_sealing(app)
     with app.app_context():
-        configure_engine(db.engine)
+        configure_engine(db.engine, synchronous=app.config["SQLITE_SYNCHRONOUS"])
 
 
 def register_write_lock(app: Flask) -> None:

@@ -110,6 +110,13 @@ def _roles(name: str, default: str) -> frozenset[str]:
     return frozenset(roles)
 
 
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 def _list(name: str) -> list[str]:
     return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
 
@@ -132,6 +139,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "PASSWORD_PEPPER": os.environ.get("PASSWORD_PEPPER", ""),
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        # SQLite only: "normal" commits without waiting for fsync (WAL mode keeps the file
+        # whole; a power cut may lose the last commits), "full" waits at every commit.
+        "SQLITE_SYNCHRONOUS": _choice("SQLITE_SYNCHRONOUS", "normal", ("normal", "full")),
         "BASE_URL": base_url,
         "MAIL_FROM": os.environ.get("MAIL_FROM", "clinic@localhost"),
         "SMTP_URL": os.environ.get("SMTP_URL", ""),

@@ -90,17 +90,33 @@ def waiting_since(
     return min((moment for moment in found if moment is not None), default=None)
 
 
+def held(
+    session: Session, model: type[Row], row_id: int, *, sending: enum.Enum, claimant: Claimant
+) -> Row | None:
+    """Lock and return the row, read afresh, if ``claimant`` still holds its claim.
+
+    Runs in the transaction already open, which should hold the write lock (:func:`begin_write`).
+    """
+    row = session.scalars(
+        select(model)
+        .where(model.id == row_id)  # type: ignore[attr-defined]
+        .with_for_update()
+        # A session that keeps objects across commits must not answer from its memory.
+        .execution_options(populate_existing=True)
+    ).first()
+    if row is None or row.status is not sending or row.claimed_by != claimant.name:  # type: ignore[attr-defined]
+        return None
+    return row
+
+
 def still_held(
     session: Session, model: type[Row], row_id: int, *, sending: enum.Enum, claimant: Claimant
 ) -> Row | None:
     """Lock and return the row if ``claimant`` still holds its claim; otherwise roll back."""
     begin_write(session)
-    row = session.scalars(
-        select(model).where(model.id == row_id).with_for_update()  # type: ignore[attr-defined]
-    ).first()
-    if row is None or row.status is not sending or row.claimed_by != claimant.name:  # type: ignore[attr-defined]
+    row = held(session, model, row_id, sending=sending, claimant=claimant)
+    if row is None:
         session.rollback()
-        return None
     return row
 
 

@@ -873,6 +873,26 @@ def sqlite_app(tmp_path: Path) -> Iterator[tuple[Flask, Path]]:
         db.engine.dispose()
 
 
+@pytest.mark.parametrize(("setting", "pragma"), [(None, 1), ("full", 2), ("NORMAL", 1)])
+def test_sqlite_commits_wait_for_the_disk_only_when_told(tmp_path, monkeypatch, setting, pragma):
+    if setting is None:
+        monkeypatch.delenv("SQLITE_SYNCHRONOUS", raising=False)
+    else:
+        monkeypatch.setenv("SQLITE_SYNCHRONOUS", setting)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}"})
+    with app.app_context():
+        with db.engine.connect() as connection:
+            (found,) = connection.exec_driver_sql("PRAGMA synchronous").one()
+        db.engine.dispose()
+    assert found == pragma  # 1 is NORMAL, 2 is FULL
+
+
+def test_an_unknown_sqlite_synchronous_stops_the_app(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLITE_SYNCHRONOUS", "off")
+    with pytest.raises(ValueError, match="SQLITE_SYNCHRONOUS must be one of normal, full"):
+        config.from_environment(str(tmp_path))
+
+
 def test_db_backup_copies_a_sqlite_database_while_it_is_written(sqlite_app, tmp_path):
     app, path = sqlite_app
     target = tmp_path / "copy.db"
@@ -944,7 +964,7 @@ def test_the_migration_commands_are_still_in_the_db_group(sqlite_app):
 
 def test_the_document_explains_every_setting_the_app_reads():
     source = (ROOT / "scheduler" / "config.py").read_text()
-    read = set(re.findall(r'(?:environ\.get|_number|_flag|_count)\(\s*"([A-Z_]+)"', source))
+    read = set(re.findall(r'(?:environ\.get|_number|_flag|_count|_choice)\(\s*"([A-Z_]+)"', source))
     assert {"DATABASE_URL", "SECRET_KEY", "SMTP_URL"} <= read
     readme = (ROOT / "README.md").read_text()
 

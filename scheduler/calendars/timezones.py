@@ -85,8 +85,17 @@ def _first_in(year: int, month: int, ordinal: int, weekday: int) -> int:
 
 
 def vtimezone(tz: ZoneInfo, around: date) -> Timezone:
-    """Return the VTIMEZONE for ``tz`` valid for events around ``around``."""
-    key = tz.key
+    """Return the VTIMEZONE for ``tz`` valid for events around ``around``.
+
+    The same component serves every calendar of that zone and year (every message's invite
+    needs one): callers add it to a calendar and never change it.
+    """
+    return _vtimezone(tz.key, around.year)
+
+
+@lru_cache(maxsize=64)
+def _vtimezone(key: str, year: int) -> Timezone:
+    tz, around = ZoneInfo(key), date(year, 1, 1)
     this_year, next_year = transitions(key, around.year), transitions(key, around.year + 1)
     component = Timezone()
     component.add("tzid", key)

@@ -7,8 +7,11 @@ Before each message the dispatcher renews its claim on it; a message whose claim
 another dispatcher (because the lease ran out) is left to that one. A dispatcher killed between
 claim and send leaves its batch to the next one once the lease runs out.
 
-Each message is marked sent in its own transaction right after the server accepts it, so a
-crash can repeat at most the one message in flight, and that under the same Message-ID.
+A message's outcome is recorded right after the server accepts it, in the transaction that
+renews the claim on the next one and is committed before that one is sent (one commit a
+message), so a crash can repeat at most the one message in flight, and that under the same
+Message-ID. A batch's messages are read in a few queries when it is claimed; whether each one
+still goes (its claim, its booking's state) is read afresh under the lock just before it.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from datetime import datetime, timedelta
 from email.errors import MessageError
 from email.message import EmailMessage
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from scheduler import eventlog, leases
-from scheduler.booking.models import BookingStatus
+from scheduler.booking.models import Booking, BookingStatus, Course
+from scheduler.clinic.checklists import Checklist
 from scheduler.clinic.models import Clinic
-from scheduler.leases import claim_due, still_held
+from scheduler.db import begin_write
+from scheduler.leases import claim_due, held
 from scheduler.mail import Mailer, PermanentFailure, TemporaryFailure
 from scheduler.notifications.messages import write_message
 from scheduler.notifications.models import (
@@ -125,31 +131,33 @@ def waiting_since(session: Session, now: datetime) -> datetime | None:
     )
 
 
-def _mine(session: Session, notification_id: int, settings: Settings) -> Notification | None:
-    """Lock and return the notification if this dispatcher still holds its claim."""
-    return still_held(
+@dataclass(frozen=True)
+class Done:
+    """What came of sending one message, not yet recorded."""
+
+    notification_id: int
+    outcome: AttemptOutcome
+    detail: str
+    at: datetime
+
+
+Logged = tuple[AttemptOutcome, datetime, dict[str, object]]
+
+
+def _record(session: Session, done: Done, *, settings: Settings) -> Logged | None:
+    """Record ``done`` in the open write transaction if the claim is still ours; return what
+    to log once it is committed."""
+    notification = held(
         session,
         Notification,
-        notification_id,
+        done.notification_id,
         sending=NotificationStatus.SENDING,
         claimant=settings,
     )
-
-
-def _settle(
-    session: Session,
-    notification_id: int,
-    outcome: AttemptOutcome,
-    detail: str,
-    *,
-    settings: Settings,
-    now: datetime,
-) -> AttemptOutcome:
-    """Record ``outcome`` if the claim is still ours; return what was recorded."""
-    notification = _mine(session, notification_id, settings)
     if notification is None:
         # A reschedule or a cancellation took the message back while it was being sent.
-        return outcome
+        return None
+    outcome, detail, now = done.outcome, done.detail, done.at
     notification.claimed_by = notification.claimed_until = None
     notification.last_error = "" if outcome is AttemptOutcome.SENT else detail
     if outcome is AttemptOutcome.SENT:
@@ -167,38 +175,96 @@ def _settle(
         notification.status = NotificationStatus.FAILED
     else:
         notification.status = NotificationStatus.SKIPPED
-    notification.history.append(
-        DeliveryAttempt(at=now, outcome=outcome, detail=detail, dispatcher=settings.name)
+    # Through the attempt's side of the relationship: the history is not loaded to add to it.
+    session.add(
+        DeliveryAttempt(
+            notification=notification,
+            at=now,
+            outcome=outcome,
+            detail=detail,
+            dispatcher=settings.name,
+        )
     )
-    logged = {
-        "notification": notification_id,
-        "kind": notification.kind.value,
-        "booking": notification.booking_id,
-        "failed_tries": notification.attempt_count,
-        "dispatcher": settings.name,
-        # Whom it was accepted for stays in the outbox; a failure says what went wrong.
-        "detail": "" if outcome is AttemptOutcome.SENT else detail,
-    }
+    return (
+        outcome,
+        now,
+        {
+            "notification": done.notification_id,
+            "kind": notification.kind.value,
+            "booking": notification.booking_id,
+            "failed_tries": notification.attempt_count,
+            "dispatcher": settings.name,
+            # Whom it was accepted for stays in the outbox; a failure says what went wrong.
+            "detail": "" if outcome is AttemptOutcome.SENT else detail,
+        },
+    )
+
+
+def _commit(session: Session, logged: list[Logged | None]) -> None:
+    """Commit, then log what was recorded."""
     session.commit()
-    eventlog.emit(f"mail.{outcome.value}", now, **logged)
-    return outcome
+    for entry in logged:
+        if entry is not None:
+            outcome, at, fields = entry
+            eventlog.emit(f"mail.{outcome.value}", at, **fields)
+
+
+def _settle(session: Session, done: list[Done], *, settings: Settings) -> None:
+    """Record each outcome whose claim is still ours, in one transaction."""
+    if not done:
+        return
+    begin_write(session)
+    _commit(session, [_record(session, each, settings=settings) for each in done])
+
+
+@dataclass
+class Batch:
+    """What the messages of one batch share, read once: the clinic and its checklists."""
+
+    clinic: Clinic | None = None
+    checklists: dict[int | None, Checklist] = field(default_factory=dict)
 
 
 def _prepare(
-    session: Session, notification_id: int, *, settings: Settings, now: datetime
+    session: Session,
+    notification_id: int,
+    *,
+    settings: Settings,
+    now: datetime,
+    earlier: list[Done],
+    batch: Batch,
 ) -> EmailMessage | str | None:
-    """Renew the claim and write the message; a string says why it should not go out."""
-    notification = _mine(session, notification_id, settings)
+    """Record ``earlier`` outcomes, renew the claim and write the message, in one transaction;
+    a string says why the message should not go out."""
+    begin_write(session)
+    logged = [_record(session, each, settings=settings) for each in earlier]
+    notification = held(
+        session,
+        Notification,
+        notification_id,
+        sending=NotificationStatus.SENDING,
+        claimant=settings,
+    )
     if notification is None:
+        _commit(session, logged)
         return None
+    if notification.booking_id is not None:
+        # What decides whether it still goes is read afresh, whatever the batch read before.
+        session.execute(
+            select(Booking)
+            .where(Booking.id == notification.booking_id)
+            .execution_options(populate_existing=True)
+        )
     notification.claimed_until = now + settings.lease
     reason = unwanted(notification, now)
     if reason is not None:
-        session.commit()
+        _commit(session, logged)
         return reason
-    clinic = Clinic.get(session)
+    if batch.clinic is None:
+        batch.clinic = Clinic.get(session)
+    clinic = batch.clinic
     if clinic is None:  # pragma: no cover - a booking implies a clinic
-        session.commit()
+        _commit(session, logged)
         return "the clinic has not been set up"
     message_id = (
         f"<notification-{notification.id}.{notification.sent_count + 1}@{settings.message_host}>"
@@ -211,33 +277,43 @@ def _prepare(
         mail_from=settings.mail_from,
         now=now,
         message_id=message_id,
+        checklists=batch.checklists,
     )
     notification.recipient = notification.addressee[1]
-    session.commit()
+    _commit(session, logged)
     return message
 
 
-def deliver(
+def _send(
     session: Session,
     notification_id: int,
     *,
     mailer: Mailer,
     settings: Settings,
     clock: Callable[[], datetime],
-) -> AttemptOutcome | None:
-    """Send one claimed message and record the outcome (``None``: no longer ours)."""
+    earlier: list[Done],
+    batch: Batch,
+) -> Done | None:
+    """Record ``earlier``, then send one claimed message; return its outcome, not yet
+    recorded (``None``: no longer ours).
+
+    Recording the last outcome in the transaction that renews the next claim makes one commit
+    a message, and still none is sent before the one before it is recorded.
+    """
     try:
-        prepared = _prepare(session, notification_id, settings=settings, now=clock())
+        prepared = _prepare(
+            session, notification_id, settings=settings, now=clock(), earlier=earlier, batch=batch
+        )
     except (ValueError, MessageError) as exc:
         session.rollback()
-        return _settle(
-            session,
+        failed = Done(
             notification_id,
             AttemptOutcome.FAILED,
             f"the message could not be written: {exc}",
-            settings=settings,
-            now=clock(),
+            clock(),
         )
+        _settle(session, [*earlier, failed], settings=settings)
+        return None
     if prepared is None:
         return None
     if isinstance(prepared, str):
@@ -251,7 +327,52 @@ def deliver(
             outcome, detail = AttemptOutcome.FAILED, str(exc)
         else:
             outcome, detail = AttemptOutcome.SENT, f"accepted for {prepared['To']}"
-    return _settle(session, notification_id, outcome, detail, settings=settings, now=clock())
+    return Done(notification_id, outcome, detail, clock())
+
+
+def deliver(
+    session: Session,
+    notification_id: int,
+    *,
+    mailer: Mailer,
+    settings: Settings,
+    clock: Callable[[], datetime],
+) -> AttemptOutcome | None:
+    """Send one claimed message and record the outcome (``None``: no longer ours)."""
+    done = _send(
+        session,
+        notification_id,
+        mailer=mailer,
+        settings=settings,
+        clock=clock,
+        earlier=[],
+        batch=Batch(),
+    )
+    if done is not None:
+        _settle(session, [done], settings=settings)
+        return done.outcome
+    return None
+
+
+def _read_batch(session: Session, ids: list[int]) -> None:
+    """Load the batch's messages with what writing them reads, in a few queries."""
+    session.scalars(
+        select(Notification)
+        .where(Notification.id.in_(ids))
+        .options(
+            selectinload(Notification.user),
+            selectinload(Notification.waitlist_offer),
+            selectinload(Notification.booking).options(
+                selectinload(Booking.patient),
+                selectinload(Booking.treatment),
+                selectinload(Booking.practitioner),
+                selectinload(Booking.room),
+                selectinload(Booking.course).selectinload(Course.sessions),
+            ),
+        )
+        .execution_options(populate_existing=True)
+    ).all()
+    session.commit()
 
 
 def release(session: Session, ids: list[int], *, settings: Settings) -> None:
@@ -282,16 +403,41 @@ def run_batch(
     if not ids:
         return None
     tally: Counter[AttemptOutcome] = Counter()
-    with mailer_factory() as mailer:
-        for position, notification_id in enumerate(ids):
-            if stopping():
-                release(session, ids[position:], settings=settings)
-                break
-            outcome = deliver(
-                session, notification_id, mailer=mailer, settings=settings, clock=clock
-            )
-            if outcome is not None:
-                tally[outcome] += 1
+    batch = Batch()
+    pending: list[Done] = []
+    # The batch is read once and kept across its commits; what decides whether a message
+    # still goes (its claim, its booking) is read afresh under the lock before each one.
+    keeps, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        _read_batch(session, ids)
+        with mailer_factory() as mailer:
+            for position, notification_id in enumerate(ids):
+                if stopping():
+                    _settle(session, pending, settings=settings)
+                    pending = []
+                    release(session, ids[position:], settings=settings)
+                    break
+                done = _send(
+                    session,
+                    notification_id,
+                    mailer=mailer,
+                    settings=settings,
+                    clock=clock,
+                    earlier=pending,
+                    batch=batch,
+                )
+                pending = [] if done is None else [done]
+                if done is not None:
+                    tally[done.outcome] += 1
+            if pending:
+                _settle(session, pending, settings=settings)
+                pending = []
+    finally:
+        if pending:  # an error after a send: record it before the error goes on
+            session.rollback()
+            _settle(session, pending, settings=settings)
+        session.expire_on_commit = keeps
+        session.expire_all()
     return tally
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from scheduler.booking.courses import follow_up_for, progress
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.calendars.export import Method, booking_calendar, clean_text, manage_url
-from scheduler.clinic.checklists import checklist_for
+from scheduler.clinic.checklists import Checklist, checklist_for
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.i18n import format_local, greeting, in_mail_language
 from scheduler.notifications.envelope import write_mail
@@ -55,12 +55,26 @@ def next_treatment(session: Session, booking: Booking) -> Treatment | None:
     return following if following is not None and following.active else None
 
 
-def gather(session: Session, notification: Notification, clinic: Clinic, base_url: str) -> Letter:
-    """Read what ``notification`` needs to be written."""
+def gather(
+    session: Session,
+    notification: Notification,
+    clinic: Clinic,
+    base_url: str,
+    *,
+    checklists: dict[int | None, Checklist] | None = None,
+) -> Letter:
+    """Read what ``notification`` needs to be written; ``checklists`` keeps the checklists
+    read, by treatment, for the next message of a batch."""
     booking = notification.booking
     if booking is None:
         raise ValueError("the message is not about a booking")
-    checklist = checklist_for(session, clinic, booking.treatment)
+    if checklists is None:
+        checklist = checklist_for(session, clinic, booking.treatment)
+    else:
+        key = booking.treatment.id
+        if key not in checklists:
+            checklists[key] = checklist_for(session, clinic, booking.treatment)
+        checklist = checklists[key]
     if notification.kind is NotificationKind.AFTERCARE:
         items, following = checklist.aftercare, next_treatment(session, booking)
     else:
@@ -219,9 +233,10 @@ def write_message(
     mail_from: str,
     now: datetime,
     message_id: str,
+    checklists: dict[int | None, Checklist] | None = None,
 ) -> EmailMessage:
     """Write ``notification``'s message as it would go out now, about a booking, an offer or
-    a staff account."""
+    a staff account (``checklists``: see :func:`gather`)."""
     if notification.kind is NotificationKind.ACCOUNT:
         return compose_notice(
             notification,
@@ -241,5 +256,5 @@ def write_message(
             now=now,
             message_id=message_id,
         )
-    letter = gather(session, notification, clinic, base_url)
+    letter = gather(session, notification, clinic, base_url, checklists=checklists)
     return compose(letter, mail_from=mail_from, now=now, message_id=message_id)
