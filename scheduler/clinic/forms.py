@@ -34,6 +34,7 @@ from wtforms.validators import (
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from scheduler.booking.availability import WeeklyHours
+from scheduler.clinic.colours import DEFAULT_BRAND_COLOUR, brand_colour_problem, normalise
 from scheduler.clinic.models import ChecklistSection
 from scheduler.clinic.operations import (
     LONGEST_CHECKLIST_ITEM,
@@ -45,6 +46,7 @@ from scheduler.clinic.operations import (
     check_lead_hours,
 )
 from scheduler.fields import plain_text, single_line, strip
+from scheduler.i18n import lazy_gettext as _l
 from scheduler.timeutil import is_known_zone, local_to_utc, wall_time_exists
 
 Validator = Callable[[Any, Any], None]
@@ -165,6 +167,20 @@ def timezone_name(form: Any, field: Any) -> None:
         )
 
 
+def _colour_text(value: str | None) -> str | None:
+    """Write a colour typed as ``2F6F5E`` or ``#2F6F5E`` the one way, ``#2f6f5e``; nothing
+    typed is the colour the pages had at first."""
+    if not value:
+        return DEFAULT_BRAND_COLOUR
+    return normalise(value) or value
+
+
+def _legible_colour(form: Any, field: Any) -> None:
+    problem = brand_colour_problem(field.data or "")
+    if problem is not None:
+        raise ValidationError(problem)
+
+
 class ClinicForm(FlaskForm):
     """The clinic's details and booking rules."""
 
@@ -208,6 +224,12 @@ class ClinicForm(FlaskForm):
     approval_threshold = WholeNumberField(
         "Ask staff to approve online bookings by patients with at least … late cancellations "
         "and no-shows"
+    )
+    brand_colour = StringField(
+        _l("Brand colour (buttons, links and the clinic's name)"),
+        filters=[strip, _colour_text],
+        validators=[_legible_colour],
+        render_kw={"autocomplete": "off", "spellcheck": "false", "maxlength": 20},
     )
 
     def validate_approval_threshold(self, field: Any) -> None:

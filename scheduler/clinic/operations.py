@@ -22,6 +22,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from scheduler.booking.availability import WeeklyHours
 from scheduler.booking.models import LIVE_STATUSES, Booking
+from scheduler.clinic.colours import DEFAULT_BRAND_COLOUR, brand_colour_problem, normalise
 from scheduler.clinic.models import (
     ChecklistItem,
     ChecklistSection,
@@ -87,6 +88,7 @@ class ClinicDetails:
     checklist_lead_hours: tuple[int, ...]
     aftercare_delay_minutes: int
     approval_threshold: int | None = None  # see scheduler.booking.policies; None: never
+    brand_colour: str = DEFAULT_BRAND_COLOUR  # see scheduler.clinic.colours
 
 
 def check_lead_hours(hours: Sequence[int]) -> None:
@@ -121,6 +123,9 @@ def update_clinic(session: Session, clinic: Clinic, details: ClinicDetails) -> N
             f"Please enter a number from 0 to {MAX_APPROVAL_THRESHOLD}, or leave it empty.",
             field="approval_threshold",
         )
+    problem = brand_colour_problem(details.brand_colour)
+    if problem is not None:
+        raise SetupError(problem, field="brand_colour")
     clinic.name = details.name
     clinic.address = details.address
     clinic.phone = details.phone
@@ -133,6 +138,7 @@ def update_clinic(session: Session, clinic: Clinic, details: ClinicDetails) -> N
     clinic.checklist_lead_hours = sorted(details.checklist_lead_hours, reverse=True)
     clinic.aftercare_delay_minutes = details.aftercare_delay_minutes
     clinic.approval_threshold = threshold
+    clinic.brand_colour = normalise(details.brand_colour) or DEFAULT_BRAND_COLOUR
     session.flush()
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import selectinload
 from scheduler.booking.models import Booking
 from scheduler.booking.operations import find_slots, practitioners_for
 from scheduler.clinic import operations
+from scheduler.clinic.colours import DEFAULT_BRAND_COLOUR, normalise
 from scheduler.clinic.forms import (
     ChecklistForm,
     ClinicForm,
@@ -154,6 +155,7 @@ def _clinic_values(clinic: Clinic) -> dict[str, Any]:
         "checklist_lead_hours": ", ".join(str(h) for h in clinic.checklist_lead_hours or []),
         "aftercare_delay_minutes": clinic.aftercare_delay_minutes,
         "approval_threshold": clinic.approval_threshold,
+        "brand_colour": clinic.brand_colour,
     }
 
 
@@ -177,6 +179,7 @@ def clinic() -> ResponseReturnValue:
             checklist_lead_hours=form.lead_hours(),
             aftercare_delay_minutes=form.aftercare_delay_minutes.number(),
             approval_threshold=form.approval_threshold.data,
+            brand_colour=form.brand_colour.data,
         )
         try:
             operations.update_clinic(db.session(), clinic, details)
@@ -187,7 +190,13 @@ def clinic() -> ResponseReturnValue:
             flash(gettext("The clinic's details and booking rules are saved."), "success")
             return redirect(url_for("setup.clinic"), code=303)
     return render_template(
-        "staff/setup/clinic.html", clinic=clinic, form=form, zones=_zone_names()
+        "staff/setup/clinic.html",
+        clinic=clinic,
+        form=form,
+        zones=_zone_names(),
+        # The picker shows the colour typed, refused or not, when it is one.
+        picked=normalise(form.brand_colour.data or "") or clinic.brand_colour,
+        default_colour=DEFAULT_BRAND_COLOUR,
     ), _status(form)
 
 

@@ -235,3 +235,39 @@ def test_a_practitioners_calendar_file_is_imported_from_the_staff_area(
     tuesday = page.locator("section.day").filter(has_text="Tuesday 24 November")
     expect(tuesday.get_by_role("link", name="Tuesday 24 November 2026, 09:00 GMT")).to_be_visible()
     expect(tuesday.get_by_role("link", name="Tuesday 24 November 2026, 11:00 GMT")).to_have_count(0)
+
+
+def test_the_owner_gives_the_clinic_its_colour_and_the_booking_page_takes_it(
+    page: Page, setup: Setup, make_user: Callable[..., User]
+) -> None:
+    owner = make_user(Role.ADMIN, email="owner@clinic.example")
+    log_in(page, owner.email)
+    page.goto("/staff/setup/clinic")
+    arrive(page, "**/staff/setup/clinic")
+    # The suite's clinic has a .test address, which the form (rightly) does not take.
+    page.get_by_label("Email for patients' replies").fill("hello@example.com")
+    colour = page.get_by_role("textbox", name=re.compile("^Brand colour"))
+    # The picker is there with script on, and follows what is typed.
+    picker = page.get_by_label("Pick the brand colour")
+    expect(picker).to_be_visible()
+    expect(picker).to_have_value("#2f6f5e")
+
+    # Too light for white text: refused next to the field, saying what to change.
+    colour.fill("#e8b4d0")
+    page.get_by_role("button", name="Save", exact=True).click()
+    arrive(page, "**/staff/setup/clinic")
+    expect(page.locator("#brand_colour-error")).to_contain_text("Pick a darker colour.")
+    expect(colour).to_have_attribute("aria-invalid", "true")
+
+    colour.fill("#6B2D5C")
+    expect(picker).to_have_value("#6b2d5c")
+    page.get_by_role("button", name="Save", exact=True).click()
+    arrive(page, "**/staff/setup/clinic")
+    expect(page.get_by_role("status")).to_contain_text("saved")
+
+    page.goto("/book")
+    arrive(page, "**/book")
+    button = page.get_by_role("button", name="Show free times")
+    expect(button).to_have_css("background-color", "rgb(107, 45, 92)")
+    expect(button).to_have_css("color", "rgb(255, 255, 255)")
+    expect(page.locator("header .brand")).to_have_css("color", "rgb(107, 45, 92)")
