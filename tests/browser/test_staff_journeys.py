@@ -52,9 +52,9 @@ def test_reception_books_a_caller_moves_a_patient_and_marks_a_no_show(
     make_user: Callable[..., User],
     clock: Clock,
 ) -> None:
-    moving = book(london("2026-11-24", "10:00"), practitioner=setup.mei, name="Bea Moving")
+    moving = book(london("2026-11-24", "10:00"), practitioner=setup.mei, name="Bea Morgan")
     clock.now -= timedelta(days=1)  # booked yesterday for this afternoon
-    absent = book(london("2026-11-23", "14:00"), practitioner=setup.mei, name="Cy Absent")
+    absent = book(london("2026-11-23", "14:00"), practitioner=setup.mei, name="Cy Abbott")
     clock.now += timedelta(days=1)
     desk = make_user(Role.RECEPTION, email="desk@clinic.example")
 
@@ -101,7 +101,7 @@ def test_reception_books_a_caller_moves_a_patient_and_marks_a_no_show(
     arrive(page, "**/staff/week?*", shot="staff-week")
     expect(page.get_by_role("heading", level=1)).to_have_text("Week of 23 November 2026: Mei Lin")
     tuesday = page.get_by_role("region", name="Tue 24 Nov")
-    tuesday.get_by_role("link", name="Bea Moving").click()
+    tuesday.get_by_role("link", name="Bea Morgan").click()
     arrive(page, f"**/staff/bookings/{moving.id}")
     page.get_by_role("link", name="Move to another time or practitioner").click()
     arrive(page, "**/reschedule")
@@ -121,7 +121,7 @@ def test_reception_books_a_caller_moves_a_patient_and_marks_a_no_show(
     clock.now = london("2026-11-23", "14:20")
     staff_link(page, "Day")
     arrive(page, "**/staff/day")
-    page.get_by_role("link", name="Cy Absent").click()
+    page.get_by_role("link", name="Cy Abbott").click()
     arrive(page, f"**/staff/bookings/{absent.id}")
     page.get_by_role("region", name="Mark the visit").get_by_role("button", name="No-show").click()
     arrive(page, f"**/staff/bookings/{absent.id}")
