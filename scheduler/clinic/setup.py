@@ -51,6 +51,7 @@ from scheduler.clinic.operations import (
 )
 from scheduler.db import Base
 from scheduler.extensions import db
+from scheduler.i18n import format_clock, format_day
 from scheduler.notifications.messages import compose, sample_letter
 from scheduler.notifications.models import NotificationKind
 from scheduler.security import email_document
@@ -108,10 +109,12 @@ def _bookings_stand(bookings: Sequence[Booking], clinic: Clinic, where: str) -> 
 
 def _names(bookings: Sequence[Booking], clinic: Clinic, shown: int = 5) -> str:
     """Say which bookings these are, briefly, for a flash message."""
-    said = [
-        f"{b.start_at.astimezone(clinic.tz):%a %d %b %H:%M} {b.patient.name}"
-        for b in bookings[:shown]
-    ]
+    said = []
+    for booking in bookings[:shown]:
+        local = booking.start_at.astimezone(clinic.tz)
+        said.append(
+            f"{format_day(local, 'short_day')} {format_clock(local)} {booking.patient.name}"
+        )
     if len(bookings) > shown:
         said.append(gettext("and %(count)d more", count=len(bookings) - shown))
     return "; ".join(said)
@@ -662,7 +665,7 @@ def add_room() -> ResponseReturnValue:
         return _rooms_page(form=form, status=422)
     room = operations.add_room(db.session(), form.name.data, form.kind.data or "")
     db.session.commit()
-    flash(f"{room.name} is added.", "success")
+    flash(gettext("%(room)s is added.", room=room.name), "success")
     return redirect(url_for("setup.rooms"), code=303)
 
 
@@ -677,7 +680,7 @@ def room(room_id: int) -> ResponseReturnValue:
         operations.update_room(db.session(), room, name=form.name.data, kind=form.kind.data or "")
         misplaced = operations.bookings_in_other_kind(db.session(), room, now())
         db.session.commit()
-        flash(f"{room.name} is saved.", "success")
+        flash(gettext("%(room)s is saved.", room=room.name), "success")
         if misplaced:
             flash(
                 _bookings_stand(
@@ -706,7 +709,9 @@ def archive_room(room_id: int) -> ResponseReturnValue:
     operations.set_room_active(db.session(), room, False)
     left = db.session.scalar(select(func.count()).select_from(Room).where(Room.active.is_(True)))
     db.session.commit()
-    flash(f"{room.name} is archived: new bookings no longer use it.", "success")
+    flash(
+        gettext("%(room)s is archived: new bookings no longer use it.", room=room.name), "success"
+    )
     if not left:
         flash(gettext("No room is left in use, so nothing can be booked."), "warning")
     else:
@@ -721,7 +726,7 @@ def restore_room(room_id: int) -> ResponseReturnValue:
     room = _get_or_404(Room, room_id)
     operations.set_room_active(db.session(), room, True)
     db.session.commit()
-    flash(f"{room.name} is in use again.", "success")
+    flash(gettext("%(room)s is in use again.", room=room.name), "success")
     return redirect(url_for("setup.rooms"), code=303)
 
 
