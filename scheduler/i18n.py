@@ -260,6 +260,44 @@ LABELS = {
 }
 
 
+# What each entry of the audit trail is called (scheduler.audit.AuditAction's values, read as
+# English words), and the recorded names of those who act without a staff account
+# (scheduler.audit's actors).
+AUDIT_ACTIONS = {
+    "booked": N_("Booked"),
+    "rescheduled": N_("Rescheduled"),
+    "cancelled": N_("Cancelled"),
+    "status_changed": N_("Status changed"),
+    "notes_changed": N_("Notes changed"),
+    "imported": N_("Imported"),
+    "patient_updated": N_("Patient updated"),
+    "patient_exported": N_("Patient exported"),
+    "record_viewed": N_("Record viewed"),
+    "patient_erased": N_("Patient erased"),
+    "intake_updated": N_("Intake updated"),
+    "room_changed": N_("Room changed"),
+    "approved": N_("Approved"),
+    "declined": N_("Declined"),
+}
+ACTORS = {
+    "patient": N_("patient"),
+    "calendar import": N_("calendar import"),
+    "retention rule": N_("retention rule"),
+}
+
+
+def audit_action(value: Any) -> str:
+    """Name an audit trail entry's action (an enum or its value) in the page's language."""
+    text = str(getattr(value, "value", value))
+    return gettext(AUDIT_ACTIONS[text]) if text in AUDIT_ACTIONS else text.replace("_", " ")
+
+
+def audit_actor(recorded: str) -> str:
+    """Name who acted: a staff account's email as recorded, or the patient, an import or the
+    retention rule in the page's language."""
+    return gettext(ACTORS[recorded]) if recorded in ACTORS else recorded
+
+
 def label(value: Any, joiner: str = " ") -> str:
     """Name a status, kind or role (an enum or its value) for people, in the page's language:
     ``no_show`` is "no show" in English (or "no-show" with ``joiner="-"``)."""
@@ -298,6 +336,8 @@ def _template_globals() -> dict[str, Any]:
         "languages": LANGUAGES,
         "here": here,
         "label": label,
+        "audit_action": audit_action,
+        "audit_actor": audit_actor,
     }
 
 

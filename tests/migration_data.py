@@ -124,6 +124,7 @@ COLUMN_SINCE: dict[tuple[str, str], tuple[str, Any]] = {
     ("bookings", "given_phone"): ("0015", FromPatient("phone")),
     ("waitlist_entries", "given_name"): ("0015", FromPatient("name")),
     ("waitlist_entries", "given_phone"): ("0015", FromPatient("phone")),
+    ("clinics", "brand_colour"): ("0020", "#2f6f5e"),
 }
 
 # Columns whose type a revision changed: (that revision, the type before it). A value is
@@ -342,6 +343,7 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
         checklist_lead_hours=[48, 2],
         aftercare_delay_minutes=90,
         approval_threshold=3,
+        brand_colour="#7a3b69",
     )
     alex, sam, jo = (
         add(

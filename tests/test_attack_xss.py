@@ -201,6 +201,7 @@ _INVISIBLE = re.compile(r"[\x00-\x20]")
 
 # What a page's <link> may name, from the site's own static files.
 OWN_LINKS = ("stylesheet", "icon", "apple-touch-icon")
+CLINIC_CSS = re.compile(r"/clinic\.css\?v=[0-9a-f]{6}")
 
 
 class Parsed(HTMLParser):
@@ -231,7 +232,10 @@ class Parsed(HTMLParser):
             address = _INVISIBLE.sub("", value).lower()
             if name in URL_ATTRIBUTES and address.startswith(("javascript:", "vbscript:", "data:")):
                 self.dangers.append(f"<{tag} {name}={value!r}> (a script address)")
-        own = values.get("rel") in OWN_LINKS and values.get("href", "").startswith("/static/")
+        href = values.get("href", "")
+        own = values.get("rel") in OWN_LINKS and href.startswith("/static/")
+        # The clinic's colours, the one stylesheet the app writes (scheduler/clinic/views.py).
+        own = own or (values.get("rel") == "stylesheet" and re.fullmatch(CLINIC_CSS, href))
         if tag == "link" and not own:
             self.dangers.append("<link> to something other than the site's own styles and icons")
         if tag in FOREIGN_TAGS:

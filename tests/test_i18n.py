@@ -430,3 +430,63 @@ def test_the_german_catalogue_translates_every_message():
 
     assert len(messages) > 600
     assert not problems, "\n".join(problems)
+
+
+# --- What staff read in German ---------------------------------------------------------------
+
+
+def german_staff(client: FlaskClient, make_user, role: Role = Role.ADMIN) -> None:
+    user = make_user(role)
+    page = client.get("/staff/login", headers=GERMAN)
+    client.post(
+        "/staff/login",
+        data={
+            "email": user.email,
+            "password": "correct horse battery",
+            "csrf_token": csrf_token(page.text),
+        },
+        headers=GERMAN,
+    )
+
+
+def test_a_bookings_history_names_its_actions_and_actors_in_german(
+    client: FlaskClient, make_user, book: Callable[..., Booking]
+):
+    booking = book(TUESDAY_10, name="Ada Lovelace")
+    german_staff(client, make_user, Role.RECEPTION)
+
+    text = squash(client.get(f"/staff/bookings/{booking.id}", headers=GERMAN).text)
+
+    history = text[text.index("Verlauf") :]
+    assert re.search(r"Patient/in Gebucht", history), history[:300]
+    assert "Booked" not in text
+
+
+def test_the_week_view_names_its_days_in_german(client: FlaskClient, setup, make_user):
+    german_staff(client, make_user)
+
+    text = squash(
+        client.get(f"/staff/week?date=2026-11-23&practitioner={setup.mei.id}", headers=GERMAN).text
+    )
+
+    assert "Di., 24. Nov." in text
+    assert "Tue 24 Nov" not in text
+
+
+def test_set_up_warnings_write_their_dates_in_german(
+    client: FlaskClient, setup, make_user, book: Callable[..., Booking]
+):
+    book(TUESDAY_10, practitioner=setup.mei, name="Ada Lovelace")
+    german_staff(client, make_user)
+    page = client.get(f"/staff/setup/practitioners/{setup.mei.id}/hours", headers=GERMAN)
+
+    saved = client.post(
+        f"/staff/setup/practitioners/{setup.mei.id}/hours",
+        data={"csrf_token": csrf_token(page.text), "monday": "09:00-13:00"},
+        headers=GERMAN,
+        follow_redirects=True,
+    )
+
+    text = squash(saved.text)
+    assert "Di., 24. Nov. 10:00 Ada Lovelace" in text
+    assert "Tue" not in text

@@ -34,6 +34,7 @@ from wtforms.validators import (
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from scheduler.booking.availability import WeeklyHours
+from scheduler.clinic.colours import DEFAULT_BRAND_COLOUR, brand_colour_problem, normalise
 from scheduler.clinic.models import ChecklistSection
 from scheduler.clinic.operations import (
     LONGEST_CHECKLIST_ITEM,
@@ -45,6 +46,8 @@ from scheduler.clinic.operations import (
     check_lead_hours,
 )
 from scheduler.fields import plain_text, single_line, strip
+from scheduler.i18n import N_
+from scheduler.i18n import lazy_gettext as _l
 from scheduler.timeutil import is_known_zone, local_to_utc, wall_time_exists
 
 Validator = Callable[[Any, Any], None]
@@ -63,13 +66,13 @@ def _unix_lines(value: str | None) -> str | None:
     return value.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
-def _name(what: str, longest: int) -> StringField:
+def _name(label: Any, missing: Any, longest: int, too_long: Any) -> StringField:
     return StringField(
-        what,
+        label,
         filters=[strip],
         validators=[
-            DataRequired(f"Please enter the {what.lower()}."),
-            Length(max=longest, message=f"Please keep the {what.lower()} to {longest} characters."),
+            DataRequired(missing),
+            Length(max=longest, message=too_long),
             single_line,
         ],
     )
@@ -80,7 +83,9 @@ def _line(label: str, longest: int) -> StringField:
         label,
         filters=[strip],
         validators=[
-            Length(max=longest, message=f"Please keep this to {longest} characters."),
+            Length(
+                max=longest, message=_l("Please keep this to %(most)d characters.", most=longest)
+            ),
             single_line,
         ],
     )
@@ -111,11 +116,20 @@ class WholeNumberField(IntegerField):
         return self.data
 
 
+# The units :func:`between` counts in, for the catalogue.
+UNITS = {"minutes": N_("minutes"), "hours": N_("hours"), "days": N_("days"), "places": N_("places")}
+
+
 def between(low: int, high: int, unit: str) -> Validator:
     """Require a whole number from ``low`` to ``high`` (inclusive) in ``unit``."""
-    message = f"Please enter a number of {unit} from {low} to {high}."
 
     def check(form: Any, field: Any) -> None:
+        message = gettext(
+            "Please enter a number of %(unit)s from %(low)d to %(high)d.",
+            unit=gettext(UNITS.get(unit, unit)),
+            low=low,
+            high=high,
+        )
         if field.errors:  # it did not read as a number: that message is enough
             raise StopValidation()
         if field.data is None:
@@ -126,7 +140,7 @@ def between(low: int, high: int, unit: str) -> Validator:
     return check
 
 
-def _number(label: str, low: int, high: int, unit: str) -> WholeNumberField:
+def _number(label: Any, low: int, high: int, unit: str) -> WholeNumberField:
     return WholeNumberField(label, validators=[between(low, high, unit)])
 
 
@@ -160,54 +174,84 @@ def timezone_name(form: Any, field: Any) -> None:
     """Refuse a name that is not an IANA time zone, and say what one looks like."""
     if field.data and not is_known_zone(field.data):
         raise ValidationError(
-            f"{field.data[:64]!r} is not a time zone we know. Use a name from the list, "
-            "written as Region/City, such as Europe/London or America/New_York."
+            gettext(
+                "%(value)s is not a time zone we know. Use a name from the list, written as "
+                "Region/City, such as Europe/London or America/New_York.",
+                value=repr(field.data[:64]),
+            )
         )
+
+
+def _colour_text(value: str | None) -> str | None:
+    """Write a colour typed as ``2F6F5E`` or ``#2F6F5E`` the one way, ``#2f6f5e``; nothing
+    typed is the colour the pages had at first."""
+    if not value:
+        return DEFAULT_BRAND_COLOUR
+    return normalise(value) or value
+
+
+def _legible_colour(form: Any, field: Any) -> None:
+    problem = brand_colour_problem(field.data or "")
+    if problem is not None:
+        raise ValidationError(problem)
 
 
 class ClinicForm(FlaskForm):
     """The clinic's details and booking rules."""
 
-    name = _name("Clinic name", 200)
-    address = _line("Address", 500)
-    phone = _line("Phone", 50)
+    name = _name(
+        _l("Clinic name"),
+        _l("Please enter the clinic name."),
+        200,
+        _l("Please keep the clinic name to %(most)d characters.", most=200),
+    )
+    address = _line(_l("Address"), 500)
+    phone = _line(_l("Phone"), 50)
     email = EmailField(
-        "Email for patients' replies",
+        _l("Email for patients' replies"),
         filters=[strip],
         validators=[
             Optional(),
-            Length(max=254, message="That email address is too long."),
-            Email("Please enter a valid email address, like clinic@example.com."),
+            Length(max=254, message=_l("That email address is too long.")),
+            Email(_l("Please enter a valid email address, like clinic@example.com.")),
         ],
     )
     timezone = StringField(
-        "Time zone",
+        _l("Time zone"),
         filters=[strip],
-        validators=[DataRequired("Please enter the clinic's time zone."), timezone_name],
+        validators=[DataRequired(_l("Please enter the clinic's time zone.")), timezone_name],
         render_kw={"list": "timezones", "autocomplete": "off", "spellcheck": "false"},
     )
-    slot_step_minutes = _number("Offer a start time every … minutes", 5, 240, "minutes")
-    min_notice = WholeNumberField("Minimum notice for a booking")
+    slot_step_minutes = _number(_l("Offer a start time every … minutes"), 5, 240, "minutes")
+    min_notice = WholeNumberField(_l("Minimum notice for a booking"))
     min_notice_unit = SelectField(
-        "Notice in",
-        choices=[SelectChoice("hours", "hours"), SelectChoice("minutes", "minutes")],
+        _l("Notice in"),
+        choices=[SelectChoice("hours", _l("hours")), SelectChoice("minutes", _l("minutes"))],
         default="hours",
     )
-    horizon_days = _number("Bookings open … days ahead", 1, 730, "days")
+    horizon_days = _number(_l("Bookings open … days ahead"), 1, 730, "days")
     late_cancel_hours = _number(
-        "A cancellation is late within … hours of the visit", 0, 720, "hours"
+        _l("A cancellation is late within … hours of the visit"), 0, 720, "hours"
     )
     checklist_lead_hours = StringField(
-        "Send the preparation checklist … hours before a visit",
+        _l("Send the preparation checklist … hours before a visit"),
         filters=[strip],
-        validators=[Length(max=100, message="Please shorten this list."), _lead_hours],
+        validators=[Length(max=100, message=_l("Please shorten this list.")), _lead_hours],
     )
     aftercare_delay_minutes = _number(
-        "Send the aftercare advice … minutes after a visit ends", 0, 7 * 24 * 60, "minutes"
+        _l("Send the aftercare advice … minutes after a visit ends"), 0, 7 * 24 * 60, "minutes"
     )
     approval_threshold = WholeNumberField(
-        "Ask staff to approve online bookings by patients with at least … late cancellations "
-        "and no-shows"
+        _l(
+            "Ask staff to approve online bookings by patients with at least … late "
+            "cancellations and no-shows"
+        )
+    )
+    brand_colour = StringField(
+        _l("Brand colour (buttons, links and the clinic's name)"),
+        filters=[strip, _colour_text],
+        validators=[_legible_colour],
+        render_kw={"autocomplete": "off", "spellcheck": "false", "maxlength": 20},
     )
 
     def validate_approval_threshold(self, field: Any) -> None:
@@ -216,8 +260,10 @@ class ClinicForm(FlaskForm):
             raise StopValidation()
         if field.data is not None and not 0 <= field.data <= MAX_APPROVAL_THRESHOLD:
             raise ValidationError(
-                f"Please enter a number from 0 to {MAX_APPROVAL_THRESHOLD}, or leave it empty "
-                "for never."
+                gettext(
+                    "Please enter a number from 0 to %(most)d, or leave it empty for never.",
+                    most=MAX_APPROVAL_THRESHOLD,
+                )
             )
 
     def notice_minutes(self) -> int:
@@ -238,8 +284,11 @@ class ClinicForm(FlaskForm):
         horizon = self.horizon_days.data
         if isinstance(horizon, int) and self.notice_minutes() >= horizon * 24 * 60:
             raise ValidationError(
-                f"With this notice nothing could ever be booked: bookings open only {horizon} "
-                "days ahead. Shorten the notice or open bookings further ahead."
+                gettext(
+                    "With this notice nothing could ever be booked: bookings open only "
+                    "%(days)d days ahead. Shorten the notice or open bookings further ahead.",
+                    days=horizon,
+                )
             )
 
     def lead_hours(self) -> tuple[int, ...]:
@@ -257,12 +306,17 @@ class CheckboxesField(SelectMultipleField):
 class TreatmentForm(FlaskForm):
     """A treatment and who gives it."""
 
-    name = _name("Name", 200)
+    name = _name(
+        _l("Name"),
+        _l("Please enter the name."),
+        200,
+        _l("Please keep the name to %(most)d characters.", most=200),
+    )
     description = TextAreaField(
         "Description (on the booking pages)",
         filters=[_unix_lines],
         validators=[
-            Length(max=5000, message="Please keep the description to 5,000 characters."),
+            Length(max=5000, message=_l("Please keep the description to 5,000 characters.")),
             plain_text,
         ],
     )
@@ -291,14 +345,19 @@ class TreatmentForm(FlaskForm):
 class PractitionerForm(FlaskForm):
     """A practitioner and the treatments they give."""
 
-    name = _name("Name", 200)
+    name = _name(
+        _l("Name"),
+        _l("Please enter the name."),
+        200,
+        _l("Please keep the name to %(most)d characters.", most=200),
+    )
     email = EmailField(
         "Email",
         filters=[strip],
         validators=[
-            DataRequired("Please enter the practitioner's email."),
-            Length(max=254, message="That email address is too long."),
-            Email("Please enter a valid email address, like name@example.com."),
+            DataRequired(_l("Please enter the practitioner's email.")),
+            Length(max=254, message=_l("That email address is too long.")),
+            Email(_l("Please enter a valid email address, like name@example.com.")),
         ],
     )
     credentials = _line("Credentials (e.g. BSc (Hons) Acupuncture)", 300)
@@ -306,7 +365,10 @@ class PractitionerForm(FlaskForm):
     bio = TextAreaField(
         "About them (on the clinic's page)",
         filters=[_unix_lines],
-        validators=[Length(max=5000, message="Please keep this to 5,000 characters."), plain_text],
+        validators=[
+            Length(max=5000, message=_l("Please keep this to 5,000 characters.")),
+            plain_text,
+        ],
     )
     treatments = CheckboxesField("Gives", coerce=int)
 
@@ -314,14 +376,19 @@ class PractitionerForm(FlaskForm):
 class RoomForm(FlaskForm):
     """A room's name and what kind of room it is."""
 
-    name = _name("Room name", 100)
+    name = _name(
+        _l("Room name"),
+        _l("Please enter the room name."),
+        100,
+        _l("Please keep the room name to %(most)d characters.", most=100),
+    )
     kind = StringField(
         "Kind of room (optional)",
         filters=[strip],
         validators=[
             Length(
                 max=LONGEST_ROOM_KIND,
-                message=f"Please keep the kind to {LONGEST_ROOM_KIND} characters.",
+                message=_l("Please keep the kind to %(most)d characters.", most=LONGEST_ROOM_KIND),
             ),
             single_line,
         ],
@@ -379,25 +446,25 @@ def _day_hours(form: Any, field: Any) -> None:
         raise ValidationError(str(exc)) from exc
 
 
-def _day(name: str) -> StringField:
+def _day(name: Any) -> StringField:
     return StringField(
         name,
         filters=[strip],
-        validators=[Length(max=300, message="Please shorten this."), _day_hours],
-        render_kw={"placeholder": "Not working", "spellcheck": "false"},
+        validators=[Length(max=300, message=_l("Please shorten this.")), _day_hours],
+        render_kw={"placeholder": _l("Not working"), "spellcheck": "false"},
     )
 
 
 class HoursForm(FlaskForm):
     """A practitioner's weekly hours: each day's intervals in the clinic's wall-clock time."""
 
-    monday = _day(WEEKDAYS[0])
-    tuesday = _day(WEEKDAYS[1])
-    wednesday = _day(WEEKDAYS[2])
-    thursday = _day(WEEKDAYS[3])
-    friday = _day(WEEKDAYS[4])
-    saturday = _day(WEEKDAYS[5])
-    sunday = _day(WEEKDAYS[6])
+    monday = _day(_l("Monday"))
+    tuesday = _day(_l("Tuesday"))
+    wednesday = _day(_l("Wednesday"))
+    thursday = _day(_l("Thursday"))
+    friday = _day(_l("Friday"))
+    saturday = _day(_l("Saturday"))
+    sunday = _day(_l("Sunday"))
 
     def day_fields(self) -> list[StringField]:
         """Return the days' fields, Monday first."""
@@ -427,12 +494,12 @@ class TimeOffForm(FlaskForm):
 
     start_date = DateField(
         "From (date)",
-        validators=[InputRequired("Please enter the first day."), _within_years],
+        validators=[InputRequired(_l("Please enter the first day.")), _within_years],
     )
     start_time = TimeField("From (time; empty: start of the day)", validators=[Optional()])
     end_date = DateField(
         "Until (date)",
-        validators=[InputRequired("Please enter the last day."), _within_years],
+        validators=[InputRequired(_l("Please enter the last day.")), _within_years],
     )
     end_time = TimeField("Until (time; empty: end of the day)", validators=[Optional()])
     reason = _line("Reason (only staff see it)", 200)
@@ -505,7 +572,11 @@ def _section(label: str) -> TextAreaField:
     return TextAreaField(
         label,
         filters=[_unix_lines],
-        validators=[Length(max=60_000, message="Please shorten this list."), plain_text, _items],
+        validators=[
+            Length(max=60_000, message=_l("Please shorten this list.")),
+            plain_text,
+            _items,
+        ],
         render_kw={"rows": 6},
     )
 

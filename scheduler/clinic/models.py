@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from scheduler.clinic.colours import DEFAULT_BRAND_COLOUR
 from scheduler.db import Base, UTCDateTime, value_enum
 from scheduler.timeutil import zone
 
@@ -57,6 +58,11 @@ class Clinic(Base):
             "approval_threshold IS NULL OR approval_threshold BETWEEN 1 AND 100",
             name="approval_threshold_range",
         ),
+        # "#rrggbb"; scheduler.clinic.colours checks the digits and the contrast.
+        CheckConstraint(
+            "length(brand_colour) = 7 AND substr(brand_colour, 1, 1) = '#'",
+            name="brand_colour_hex",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -76,6 +82,9 @@ class Clinic(Base):
     # Online bookings by patients with at least this many late cancellations and no-shows
     # wait for staff to approve them; ``None``: never.
     approval_threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The colour of buttons, links and the clinic's name on the pages and in mail, as
+    # ``#rrggbb``; the default is the stylesheet's own.
+    brand_colour: Mapped[str] = mapped_column(String(7), default=DEFAULT_BRAND_COLOUR)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from scheduler.booking.availability import WeeklyHours
 from scheduler.booking.models import LIVE_STATUSES, Booking
+from scheduler.clinic.colours import DEFAULT_BRAND_COLOUR, brand_colour_problem, normalise
 from scheduler.clinic.models import (
     ChecklistItem,
     ChecklistSection,
@@ -87,18 +88,24 @@ class ClinicDetails:
     checklist_lead_hours: tuple[int, ...]
     aftercare_delay_minutes: int
     approval_threshold: int | None = None  # see scheduler.booking.policies; None: never
+    brand_colour: str = DEFAULT_BRAND_COLOUR  # see scheduler.clinic.colours
 
 
 def check_lead_hours(hours: Sequence[int]) -> None:
     """Raise :class:`SetupError` unless ``hours`` are checklist lead times the clinic can use."""
     if len(hours) > MAX_LEAD_TIMES:
         raise SetupError(
-            f"Please give at most {MAX_LEAD_TIMES} lead times.", field="checklist_lead_hours"
+            gettext("Please give at most %(most)d lead times.", most=MAX_LEAD_TIMES),
+            field="checklist_lead_hours",
         )
     for value in hours:
         if not 1 <= value <= LONGEST_LEAD_HOURS:
             raise SetupError(
-                f"{value} is not between 1 and {LONGEST_LEAD_HOURS} hours (two weeks).",
+                gettext(
+                    "%(value)d is not between 1 and %(most)d hours (two weeks).",
+                    value=value,
+                    most=LONGEST_LEAD_HOURS,
+                ),
                 field="checklist_lead_hours",
             )
     if len(set(hours)) != len(hours):
@@ -111,16 +118,25 @@ def update_clinic(session: Session, clinic: Clinic, details: ClinicDetails) -> N
     """Change the clinic's details and booking rules."""
     if not is_known_zone(details.timezone):
         raise SetupError(
-            f"{details.timezone!r} is not a time zone; use a name such as Europe/London.",
+            gettext(
+                "%(value)s is not a time zone; use a name such as Europe/London.",
+                value=repr(details.timezone),
+            ),
             field="timezone",
         )
     check_lead_hours(details.checklist_lead_hours)
     threshold = details.approval_threshold or None  # 0 means never, as empty does
     if threshold is not None and not 1 <= threshold <= MAX_APPROVAL_THRESHOLD:
         raise SetupError(
-            f"Please enter a number from 0 to {MAX_APPROVAL_THRESHOLD}, or leave it empty.",
+            gettext(
+                "Please enter a number from 0 to %(most)d, or leave it empty.",
+                most=MAX_APPROVAL_THRESHOLD,
+            ),
             field="approval_threshold",
         )
+    problem = brand_colour_problem(details.brand_colour)
+    if problem is not None:
+        raise SetupError(problem, field="brand_colour")
     clinic.name = details.name
     clinic.address = details.address
     clinic.phone = details.phone
@@ -133,6 +149,7 @@ def update_clinic(session: Session, clinic: Clinic, details: ClinicDetails) -> N
     clinic.checklist_lead_hours = sorted(details.checklist_lead_hours, reverse=True)
     clinic.aftercare_delay_minutes = details.aftercare_delay_minutes
     clinic.approval_threshold = threshold
+    clinic.brand_colour = normalise(details.brand_colour) or DEFAULT_BRAND_COLOUR
     session.flush()
 
 
@@ -224,7 +241,10 @@ def set_treatment_active(session: Session, treatment: Treatment, active: bool) -
 def delete_treatment(session: Session, treatment: Treatment) -> None:
     """Delete a treatment no booking refers to, with its own checklist items."""
     refused = SetupError(
-        f"{treatment.name} has bookings, so it cannot be deleted; archive it instead."
+        gettext(
+            "%(treatment)s has bookings, so it cannot be deleted; archive it instead.",
+            treatment=treatment.name,
+        )
     )
     if _is_referenced(session, Booking.treatment_id, treatment.id):
         raise refused
@@ -261,7 +281,12 @@ def _email_holder(session: Session, email: str, practitioner: Practitioner) -> s
 
 def _email_in_use(email: str, holder: str) -> SetupError:
     return SetupError(
-        f"{holder} already uses {email}; each practitioner needs an email address of their own.",
+        gettext(
+            "%(holder)s already uses %(email)s; each practitioner needs an email address of "
+            "their own.",
+            holder=holder,
+            email=email,
+        ),
         field="email",
     )
 
@@ -335,7 +360,11 @@ def check_intervals(intervals: Sequence[tuple[time, time]]) -> None:
     for (start, end), (next_start, next_end) in pairwise(ordered):
         if next_start < end:
             raise SetupError(
-                f"{start:%H:%M}-{end:%H:%M} and {next_start:%H:%M}-{next_end:%H:%M} overlap."
+                gettext(
+                    "%(first)s and %(second)s overlap.",
+                    first=f"{start:%H:%M}-{end:%H:%M}",
+                    second=f"{next_start:%H:%M}-{next_end:%H:%M}",
+                )
             )
 
 
@@ -536,7 +565,8 @@ def replace_checklist(
     for text in texts:
         if not text or len(text) > LONGEST_CHECKLIST_ITEM:
             raise SetupError(
-                f"Each item needs 1 to {LONGEST_CHECKLIST_ITEM} characters.", field=section.value
+                gettext("Each item needs 1 to %(most)d characters.", most=LONGEST_CHECKLIST_ITEM),
+                field=section.value,
             )
     owner = (
         ChecklistItem.treatment_id.is_(None)

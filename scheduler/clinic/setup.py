@@ -23,6 +23,7 @@ from sqlalchemy.orm import selectinload
 from scheduler.booking.models import Booking
 from scheduler.booking.operations import find_slots, practitioners_for
 from scheduler.clinic import operations
+from scheduler.clinic.colours import DEFAULT_BRAND_COLOUR, normalise
 from scheduler.clinic.forms import (
     ChecklistForm,
     ClinicForm,
@@ -50,6 +51,7 @@ from scheduler.clinic.operations import (
 )
 from scheduler.db import Base
 from scheduler.extensions import db
+from scheduler.i18n import format_clock, format_day
 from scheduler.notifications.messages import compose, sample_letter
 from scheduler.notifications.models import NotificationKind
 from scheduler.security import email_document
@@ -107,10 +109,12 @@ def _bookings_stand(bookings: Sequence[Booking], clinic: Clinic, where: str) -> 
 
 def _names(bookings: Sequence[Booking], clinic: Clinic, shown: int = 5) -> str:
     """Say which bookings these are, briefly, for a flash message."""
-    said = [
-        f"{b.start_at.astimezone(clinic.tz):%a %d %b %H:%M} {b.patient.name}"
-        for b in bookings[:shown]
-    ]
+    said = []
+    for booking in bookings[:shown]:
+        local = booking.start_at.astimezone(clinic.tz)
+        said.append(
+            f"{format_day(local, 'short_day')} {format_clock(local)} {booking.patient.name}"
+        )
     if len(bookings) > shown:
         said.append(gettext("and %(count)d more", count=len(bookings) - shown))
     return "; ".join(said)
@@ -154,6 +158,7 @@ def _clinic_values(clinic: Clinic) -> dict[str, Any]:
         "checklist_lead_hours": ", ".join(str(h) for h in clinic.checklist_lead_hours or []),
         "aftercare_delay_minutes": clinic.aftercare_delay_minutes,
         "approval_threshold": clinic.approval_threshold,
+        "brand_colour": clinic.brand_colour,
     }
 
 
@@ -177,6 +182,7 @@ def clinic() -> ResponseReturnValue:
             checklist_lead_hours=form.lead_hours(),
             aftercare_delay_minutes=form.aftercare_delay_minutes.number(),
             approval_threshold=form.approval_threshold.data,
+            brand_colour=form.brand_colour.data,
         )
         try:
             operations.update_clinic(db.session(), clinic, details)
@@ -187,7 +193,13 @@ def clinic() -> ResponseReturnValue:
             flash(gettext("The clinic's details and booking rules are saved."), "success")
             return redirect(url_for("setup.clinic"), code=303)
     return render_template(
-        "staff/setup/clinic.html", clinic=clinic, form=form, zones=_zone_names()
+        "staff/setup/clinic.html",
+        clinic=clinic,
+        form=form,
+        zones=_zone_names(),
+        # The picker shows the colour typed, refused or not, when it is one.
+        picked=normalise(form.brand_colour.data or "") or clinic.brand_colour,
+        default_colour=DEFAULT_BRAND_COLOUR,
     ), _status(form)
 
 
@@ -653,7 +665,7 @@ def add_room() -> ResponseReturnValue:
         return _rooms_page(form=form, status=422)
     room = operations.add_room(db.session(), form.name.data, form.kind.data or "")
     db.session.commit()
-    flash(f"{room.name} is added.", "success")
+    flash(gettext("%(room)s is added.", room=room.name), "success")
     return redirect(url_for("setup.rooms"), code=303)
 
 
@@ -668,7 +680,7 @@ def room(room_id: int) -> ResponseReturnValue:
         operations.update_room(db.session(), room, name=form.name.data, kind=form.kind.data or "")
         misplaced = operations.bookings_in_other_kind(db.session(), room, now())
         db.session.commit()
-        flash(f"{room.name} is saved.", "success")
+        flash(gettext("%(room)s is saved.", room=room.name), "success")
         if misplaced:
             flash(
                 _bookings_stand(
@@ -697,7 +709,9 @@ def archive_room(room_id: int) -> ResponseReturnValue:
     operations.set_room_active(db.session(), room, False)
     left = db.session.scalar(select(func.count()).select_from(Room).where(Room.active.is_(True)))
     db.session.commit()
-    flash(f"{room.name} is archived: new bookings no longer use it.", "success")
+    flash(
+        gettext("%(room)s is archived: new bookings no longer use it.", room=room.name), "success"
+    )
     if not left:
         flash(gettext("No room is left in use, so nothing can be booked."), "warning")
     else:
@@ -712,7 +726,7 @@ def restore_room(room_id: int) -> ResponseReturnValue:
     room = _get_or_404(Room, room_id)
     operations.set_room_active(db.session(), room, True)
     db.session.commit()
-    flash(f"{room.name} is in use again.", "success")
+    flash(gettext("%(room)s is in use again.", room=room.name), "success")
     return redirect(url_for("setup.rooms"), code=303)
 
 

@@ -20,6 +20,7 @@ from scheduler.booking.models import Booking, BookingStatus
 from scheduler.booking.operations import MAX_BOOKING_SPAN
 from scheduler.calendars.models import BusyTime
 from scheduler.clinic.models import Clinic, Practitioner, Room, TimeOff, WorkingHours
+from scheduler.i18n import format_day
 from scheduler.timeutil import day_bounds, local_to_utc
 
 # The grid shows at least these wall-clock hours, and widens to whatever falls outside them.
@@ -220,7 +221,7 @@ def week_grid(session: Session, clinic: Clinic, monday: date, practitioner: Prac
     columns = []
     for day in days:
         day_start, day_end = day_bounds(day, day, tz)
-        column = Column(f"{day:%a} {day.day} {day:%b}", day)
+        column = Column(format_day(day, "short_day"), day)
         column.opening = _opening(practitioner.working_hours, day, tz)
         column.blocks = sorted(
             (b for b in blocks if b.start < day_end and b.end > day_start),

@@ -227,10 +227,10 @@ def replay_delivery(webhook_id: int, delivery_id: int) -> ResponseReturnValue:
         replay(item, now())
     except WebhookError as exc:
         db.session.rollback()
-        flash(f"Not queued again: {exc.message}", "error")
+        flash(gettext("Not queued again: %(reason)s", reason=exc.message), "error")
     else:
         db.session.commit()
-        flash("Queued to be delivered again.", "success")
+        flash(gettext("Queued to be delivered again."), "success")
     return redirect(
         url_for("webhooks.delivery", webhook_id=webhook_id, delivery_id=delivery_id), 303
     )

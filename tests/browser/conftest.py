@@ -18,13 +18,16 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.demo.seed import PRACTITIONERS
 
 if TYPE_CHECKING:
     from playwright.sync_api import (
@@ -55,6 +58,13 @@ PHONE: ViewportSize = {"width": 375, "height": 812}
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 # axe impacts that fail a test; "minor" and "moderate" ones are reported by axe but not here.
 BLOCKING = ("serious", "critical")
+# The clinic the browser sees, and the README's screenshots show: the demo's (scheduler/demo),
+# so that the pictures show what a clinic would put there rather than a test's placeholder.
+SHOWN_CLINIC = {
+    "name": "Willow Acupuncture Clinic",
+    "address": "12 Mill Lane, Cambridge CB2 1RX",
+    "phone": "+44 1223 555 010",
+}
 
 
 def in_ci() -> bool:
@@ -78,6 +88,51 @@ class QuietHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+
+@pytest.fixture
+def make_clinic(make_clinic: Callable[..., Clinic]) -> Callable[..., Clinic]:
+    """The suite's clinic under the demo's name, address and phone (:data:`SHOWN_CLINIC`)."""
+
+    def make(**params: Any) -> Clinic:
+        return make_clinic(**{**SHOWN_CLINIC, **params})
+
+    return make
+
+
+# What the demo says of its treatments, for the suite's ones of the same name.
+TREATMENT_DESCRIPTIONS = {
+    "Initial consultation": "An in-depth consultation about your health, followed by your "
+    "first acupuncture treatment.",
+    "Follow-up treatment": "A treatment as part of a course, for returning patients.",
+}
+
+
+@pytest.fixture
+def make_treatment(make_treatment: Callable[..., Treatment]) -> Callable[..., Treatment]:
+    """The suite's treatments, described as the demo describes them."""
+
+    def make(**params: Any) -> Treatment:
+        described = TREATMENT_DESCRIPTIONS.get(params.get("name", "Follow-up treatment"), "")
+        return make_treatment(**{"description": described, **params})
+
+    return make
+
+
+@pytest.fixture
+def make_practitioner(
+    make_practitioner: Callable[..., Practitioner],
+) -> Callable[..., Practitioner]:
+    """The suite's practitioners, with the demo's credentials and words about them where the
+    demo has a practitioner of that name."""
+    about = {data["name"].removeprefix("Dr "): data for data in PRACTITIONERS}
+
+    def make(**params: Any) -> Practitioner:
+        known = about.get(params.get("name", ""), {})
+        shown = {key: known[key] for key in ("credentials", "licence", "bio") if key in known}
+        return make_practitioner(**{**shown, **params})
+
+    return make
 
 
 @pytest.fixture(scope="session")

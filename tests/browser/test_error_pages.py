@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 
 from scheduler import config, create_app
 from scheduler.extensions import db
-from tests.browser.conftest import PHONE, QuietHandler, Visits, arrive, expect
+from tests.browser.conftest import PHONE, SHOWN_CLINIC, QuietHandler, Visits, arrive, expect
 from tests.conftest import Setup, london
 
 if TYPE_CHECKING:
@@ -26,11 +26,11 @@ if TYPE_CHECKING:
 def expect_error_page(page: Page, heading: str) -> None:
     """The page is an error page with ``heading``, in the site's layout, with ways on."""
     expect(page.get_by_role("heading", level=1)).to_have_text(heading)
-    expect(page.get_by_role("link", name="Test Acupuncture")).to_be_visible()
+    expect(page.get_by_role("link", name=SHOWN_CLINIC["name"])).to_be_visible()
     main = page.get_by_role("main")
     expect(main.get_by_role("link", name="Back to the start")).to_be_visible()
-    expect(main.get_by_role("link", name="+44 1223 000000")).to_have_attribute(
-        "href", "tel:+441223000000"
+    expect(main.get_by_role("link", name=SHOWN_CLINIC["phone"])).to_have_attribute(
+        "href", "tel:+441223555010"
     )
 
 

@@ -44,7 +44,7 @@ def test_a_new_patient_books_a_first_visit_downloads_it_moves_it_and_cancels_it(
     page.set_viewport_size(PHONE)
     page.goto("/")
     arrive(page, "**/", shot="home")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Test Acupuncture")
+    expect(page.get_by_role("heading", level=1)).to_have_text(setup.clinic.name)
 
     page.get_by_role("main").get_by_role("link", name="Book a session").click()
     arrive(page, "**/book")

@@ -52,9 +52,9 @@ def test_reception_books_a_caller_moves_a_patient_and_marks_a_no_show(
     make_user: Callable[..., User],
     clock: Clock,
 ) -> None:
-    moving = book(london("2026-11-24", "10:00"), practitioner=setup.mei, name="Bea Moving")
+    moving = book(london("2026-11-24", "10:00"), practitioner=setup.mei, name="Bea Morgan")
     clock.now -= timedelta(days=1)  # booked yesterday for this afternoon
-    absent = book(london("2026-11-23", "14:00"), practitioner=setup.mei, name="Cy Absent")
+    absent = book(london("2026-11-23", "14:00"), practitioner=setup.mei, name="Cy Abbott")
     clock.now += timedelta(days=1)
     desk = make_user(Role.RECEPTION, email="desk@clinic.example")
 
@@ -101,7 +101,7 @@ def test_reception_books_a_caller_moves_a_patient_and_marks_a_no_show(
     arrive(page, "**/staff/week?*", shot="staff-week")
     expect(page.get_by_role("heading", level=1)).to_have_text("Week of 23 November 2026: Mei Lin")
     tuesday = page.get_by_role("region", name="Tue 24 Nov")
-    tuesday.get_by_role("link", name="Bea Moving").click()
+    tuesday.get_by_role("link", name="Bea Morgan").click()
     arrive(page, f"**/staff/bookings/{moving.id}")
     page.get_by_role("link", name="Move to another time or practitioner").click()
     arrive(page, "**/reschedule")
@@ -121,7 +121,7 @@ def test_reception_books_a_caller_moves_a_patient_and_marks_a_no_show(
     clock.now = london("2026-11-23", "14:20")
     staff_link(page, "Day")
     arrive(page, "**/staff/day")
-    page.get_by_role("link", name="Cy Absent").click()
+    page.get_by_role("link", name="Cy Abbott").click()
     arrive(page, f"**/staff/bookings/{absent.id}")
     page.get_by_role("region", name="Mark the visit").get_by_role("button", name="No-show").click()
     arrive(page, f"**/staff/bookings/{absent.id}")
@@ -235,3 +235,39 @@ def test_a_practitioners_calendar_file_is_imported_from_the_staff_area(
     tuesday = page.locator("section.day").filter(has_text="Tuesday 24 November")
     expect(tuesday.get_by_role("link", name="Tuesday 24 November 2026, 09:00 GMT")).to_be_visible()
     expect(tuesday.get_by_role("link", name="Tuesday 24 November 2026, 11:00 GMT")).to_have_count(0)
+
+
+def test_the_owner_gives_the_clinic_its_colour_and_the_booking_page_takes_it(
+    page: Page, setup: Setup, make_user: Callable[..., User]
+) -> None:
+    owner = make_user(Role.ADMIN, email="owner@clinic.example")
+    log_in(page, owner.email)
+    page.goto("/staff/setup/clinic")
+    arrive(page, "**/staff/setup/clinic")
+    # The suite's clinic has a .test address, which the form (rightly) does not take.
+    page.get_by_label("Email for patients' replies").fill("hello@example.com")
+    colour = page.get_by_role("textbox", name=re.compile("^Brand colour"))
+    # The picker is there with script on, and follows what is typed.
+    picker = page.get_by_label("Pick the brand colour")
+    expect(picker).to_be_visible()
+    expect(picker).to_have_value("#2f6f5e")
+
+    # Too light for white text: refused next to the field, saying what to change.
+    colour.fill("#e8b4d0")
+    page.get_by_role("button", name="Save", exact=True).click()
+    arrive(page, "**/staff/setup/clinic")
+    expect(page.locator("#brand_colour-error")).to_contain_text("Pick a darker colour.")
+    expect(colour).to_have_attribute("aria-invalid", "true")
+
+    colour.fill("#6B2D5C")
+    expect(picker).to_have_value("#6b2d5c")
+    page.get_by_role("button", name="Save", exact=True).click()
+    arrive(page, "**/staff/setup/clinic")
+    expect(page.get_by_role("status")).to_contain_text("saved")
+
+    page.goto("/book")
+    arrive(page, "**/book")
+    button = page.get_by_role("button", name="Show free times")
+    expect(button).to_have_css("background-color", "rgb(107, 45, 92)")
+    expect(button).to_have_css("color", "rgb(255, 255, 255)")
+    expect(page.locator("header .brand")).to_have_css("color", "rgb(107, 45, 92)")
