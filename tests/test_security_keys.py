@@ -373,7 +373,7 @@ def test_confirming_a_change_with_the_key(app, with_key, session, monkeypatch):
     ],
 )
 def test_keys_work_at_a_named_https_address_or_localhost(base_url, rp_id):
-    site = site_of(base_url, "Clinic")
+    site = site_of(base_url)
     assert (site.rp_id if site else None) == rp_id
     if site:
         assert site.origin == base_url.rstrip("/")

@@ -65,14 +65,13 @@ class SecurityKeyError(Exception):
 
 @dataclass(frozen=True)
 class Site:
-    """Who the keys answer to: the relying party's id (a host name), its origin and name."""
+    """Who the keys answer to: the relying party's id (a host name) and its origin."""
 
     rp_id: str
     origin: str
-    name: str
 
 
-def site_of(base_url: str, clinic_name: str) -> Site | None:
+def site_of(base_url: str) -> Site | None:
     """The relying party ``BASE_URL`` makes, or ``None`` if browsers refuse keys for it: an
     address such as ``http://127.0.0.1:5000`` instead of a name such as ``localhost``."""
     parts = urlsplit(base_url)
@@ -88,7 +87,7 @@ def site_of(base_url: str, clinic_name: str) -> Site | None:
     # Browsers allow plain http for localhost only.
     if parts.scheme == "http" and host != "localhost" and not host.endswith(".localhost"):
         return None
-    return Site(rp_id=host, origin=f"{parts.scheme}://{parts.netloc}", name=clinic_name)
+    return Site(rp_id=host, origin=f"{parts.scheme}://{parts.netloc}")
 
 
 def user_handle(user: User, secret: str) -> bytes:
@@ -107,10 +106,12 @@ def _descriptors(user: User) -> list[PublicKeyCredentialDescriptor]:
     ]
 
 
-def registration_options(user: User, site: Site, *, handle: bytes) -> tuple[str, bytes]:
-    """The options for the browser to make a new key for ``user`` (as JSON), and their
-    challenge, to keep until the answer comes. A key already on the account is not made
-    again."""
+def registration_options(
+    user: User, site: Site, *, handle: bytes, clinic_name: str
+) -> tuple[str, bytes]:
+    """The options for the browser to make a new key for ``user`` (as JSON, the key showing
+    ``clinic_name``), and their challenge, to keep until the answer comes. A key already on
+    the account is not made again."""
     if not user.has_second_factor:
         raise SecurityKeyError(APP_FIRST)
     if len(user.security_keys) >= MOST_KEYS:
@@ -119,7 +120,7 @@ def registration_options(user: User, site: Site, *, handle: bytes) -> tuple[str,
         )
     options = generate_registration_options(
         rp_id=site.rp_id,
-        rp_name=site.name,
+        rp_name=clinic_name,
         user_name=user.email,
         user_id=handle,
         timeout=TIMEOUT_MS,

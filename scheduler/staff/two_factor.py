@@ -10,6 +10,8 @@ the staff area lets them do anything else (scheduler.staff.auth.staff_only).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import (
     Blueprint,
     abort,
@@ -101,7 +103,7 @@ def _seconds() -> int:
 def _site() -> Site | None:
     """Who security keys answer to here (from ``BASE_URL``), or ``None`` if keys cannot work
     at this address."""
-    return site_of(current_app.config["BASE_URL"], clinic_or_503().name)
+    return site_of(current_app.config["BASE_URL"])
 
 
 def _new_challenge(purpose: str, challenge: bytes) -> None:
@@ -262,6 +264,19 @@ def key_login() -> ResponseReturnValue:
     return _code_page(user, CodeForm(formdata=None), key_form, 401)
 
 
+def _second_step_holds(user: User, form: ConfirmForm, moment: datetime) -> bool:
+    """Check the confirmation's second step: the security key's answer if the page sent
+    one (and keys work here), else the code."""
+    site = _site()
+    if form.credential.data and site is not None:
+        answer = form.credential.data
+        challenge = _take_challenge("confirm")
+        key = key_holds(db.session(), user, answer, challenge=challenge, site=site, now=moment)
+        return key is not None
+    code = form.code.data or ""
+    return second_factor_holds(db.session(), user, code, now=moment, keys=_keys()) is not None
+
+
 @blueprint.route("/confirm", methods=["GET", "POST"])
 @rate_limited(LOGIN)
 @staff_only()
@@ -274,21 +289,8 @@ def confirm() -> ResponseReturnValue:
     if form.validate_on_submit():
         moment = now()
         holds = password_holds(user, form.password.data or "", moment)
-        site = _site()
-        if holds and user.has_second_factor and form.credential.data and site is not None:
-            answer = form.credential.data
-            challenge = _take_challenge("confirm")
-            holds = (
-                key_holds(db.session(), user, answer, challenge=challenge, site=site, now=moment)
-                is not None
-            )
-        elif holds and user.has_second_factor:
-            holds = (
-                second_factor_holds(
-                    db.session(), user, form.code.data or "", now=moment, keys=_keys()
-                )
-                is not None
-            )
+        if holds and user.has_second_factor:
+            holds = _second_step_holds(user, form, moment)
         db.session.commit()  # the failure count, any lock, the code's step
         if holds:
             note_confirmed()
@@ -340,27 +342,31 @@ def _page(
     }
     if user.has_second_factor:
         context["codes_left"] = recovery_codes_left(db.session(), user)
-        context.update(_keys_context(user, key_form))
+        context.update(_keys_context(user, clinic.name, key_form))
     else:
         secret = _enrolling_secret()
         context["secret"] = grouped(secret)
     return render_template("staff/two_factor.html", **context), status, NO_STORE
 
 
-def _keys_context(user: User, key_form: AddKeyForm | None) -> dict[str, object]:
+def _keys_context(user: User, clinic_name: str, key_form: AddKeyForm | None) -> dict[str, object]:
     """What the page's security-key section shows: the keys, and the form to add one, with
     the options for the browser, while the login is recent enough to make the change."""
     site = _site()
+    may_add = confirmed_recently()
     context: dict[str, object] = {
         "keys": user.security_keys,
         "keys_work_here": site is not None,
         "remove_form": RemoveKeyForm(formdata=None),
-        "may_add": confirmed_recently(),
+        "may_add": may_add,
     }
-    if site is not None and confirmed_recently():
+    if site is not None and may_add:
         try:
             options, challenge = registration_options(
-                user, site, handle=user_handle(user, current_app.config["SECRET_KEY"])
+                user,
+                site,
+                handle=user_handle(user, current_app.config["SECRET_KEY"]),
+                clinic_name=clinic_name,
             )
         except SecurityKeyError as exc:
             context["key_limit"] = gettext(exc.message)
