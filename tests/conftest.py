@@ -69,6 +69,14 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture
+def later_clock(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The session clock (how old a login is), to move on: ``later_clock[0] += seconds``."""
+    seconds = [2_000_000.0]
+    monkeypatch.setitem(app.config, "SESSION_CLOCK", lambda: seconds[0])
+    return seconds
+
+
 @pytest.fixture(scope="session")
 def app(
     test_database_url: str, clock: Clock, tmp_path_factory: pytest.TempPathFactory

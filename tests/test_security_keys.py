@@ -194,15 +194,13 @@ def test_another_accounts_key_does_not_log_in(app, with_key, make_user, clock, s
     assert client.get("/staff/").status_code == 302
 
 
-def test_a_late_answer_is_refused(app, with_key, monkeypatch):
+def test_a_late_answer_is_refused(app, with_key, later_clock):
     user, _, key = with_key
     client = app.test_client()
-    seconds = [1_000_000.0]
-    monkeypatch.setitem(app.config, "SESSION_CLOCK", lambda: seconds[0])
     log_in(client, user.email)
     page = client.get("/staff/login/code")
     answer = key.get(options_on(page.text, "get"))
-    seconds[0] += 301
+    later_clock[0] += 301
     late = client.post(
         "/staff/login/key", data={"credential": answer, "csrf_token": csrf_token(page.text)}
     )
@@ -331,14 +329,12 @@ def test_an_admins_reset_and_the_command_line_remove_the_keys(app, with_key, mak
     assert session.scalars(select(SecurityKey)).all() == []
 
 
-def test_confirming_a_change_with_the_key(app, with_key, session, monkeypatch):
+def test_confirming_a_change_with_the_key(app, with_key, session, later_clock):
     user, _, key = with_key
-    seconds = [2_000_000.0]
-    monkeypatch.setitem(app.config, "SESSION_CLOCK", lambda: seconds[0])
     client = app.test_client()
     log_in(client, user.email)
     assert key_login(client, key).status_code == 303
-    seconds[0] += 20 * 60
+    later_clock[0] += 20 * 60
     page = client.get("/staff/two-factor")
     assert "Confirm it is you to add a key" in page.text
     assert 'data-webauthn="create"' not in page.text

@@ -185,13 +185,11 @@ def test_wrong_codes_lock_the_account_and_a_good_password_does_not_unlock_it(
     assert session.get(User, user.id).failed_logins == 0
 
 
-def test_the_code_page_waits_five_minutes_for_the_code(app, enrolled, monkeypatch, clock):
+def test_the_code_page_waits_five_minutes_for_the_code(app, enrolled, later_clock):
     user, _secret, _ = enrolled
-    seconds = [1_000_000.0]
-    monkeypatch.setitem(app.config, "SESSION_CLOCK", lambda: seconds[0])
     client = app.test_client()
     log_in(client, user.email)
-    seconds[0] += 301
+    later_clock[0] += 301
     page = client.get("/staff/login/code")
     assert page.status_code == 303
     assert page.headers["Location"] == "/staff/login"
@@ -509,14 +507,6 @@ def test_a_token_lasts_90_days_unless_told_and_no_other_length_is_taken(
 
 
 # --- Confirming it is you before a high-value change ---------------------------------------
-
-
-@pytest.fixture
-def later_clock(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The session clock, to move on: ``later_clock[0] += seconds``."""
-    seconds = [2_000_000.0]
-    monkeypatch.setitem(app.config, "SESSION_CLOCK", lambda: seconds[0])
-    return seconds
 
 
 def confirm(client: FlaskClient, next_url: str, password: str, code: str = "") -> Any:

@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 from scheduler import config, create_app
 from scheduler.extensions import db
 from tests.browser.conftest import PHONE, SHOWN_CLINIC, QuietHandler, Visits, arrive, expect
+from tests.browser.test_staff_journeys import give_password
 from tests.conftest import Setup, london
 
 if TYPE_CHECKING:
@@ -132,9 +133,7 @@ def test_too_many_tries_says_when_to_try_again(
     for attempt in range(2):
         page.goto(f"{limited_url}/staff/login")
         arrive(page, "**/staff/login")
-        page.get_by_label("Email").fill("someone@clinic.example")
-        page.get_by_label("Password").fill(f"wrong {attempt}")
-        page.get_by_role("button", name="Log in").click()
+        give_password(page, "someone@clinic.example", f"wrong {attempt}")
         arrive(page, "**/staff/login")
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Please wait a little")

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.staff.models import Role, User
 from tests.browser.conftest import PHONE, arrive
+from tests.browser.test_staff_journeys import give_password
 from tests.conftest import PASSWORD
 from tests.test_attack_xss import ADMIN_EMAIL, PUBLIC_PAGES, STAFF_PAGES, World, build_world
 
@@ -108,9 +109,7 @@ def check(page: Page, path: str) -> list[str]:
 def log_in(page: Page, email: str) -> None:
     page.goto("/staff/login")
     arrive(page, "**/staff/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    give_password(page, email)
     arrive(page, "**/staff/")
 
 

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from scheduler.staff.models import Role, SecurityKey, User
 from tests.browser.conftest import DESKTOP, arrive, expect
-from tests.browser.test_staff_journeys import log_in
-from tests.conftest import PASSWORD, Clock
+from tests.browser.test_staff_journeys import give_password, log_in
+from tests.conftest import Clock
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -102,9 +102,7 @@ def test_a_security_key_is_added_and_then_logs_in_instead_of_a_code(
 
     page.get_by_role("button", name=f"Log out {user.email}").click()
     arrive(page, "**/staff/login")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    give_password(page, user.email)
     arrive(page, "**/staff/login/code", shot="security-key-login")
     page.get_by_role("button", name="Use my security key").click()
     arrive(page, "**/staff/")

@@ -26,13 +26,18 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
 
 
+def give_password(page: Page, email: str, password: str = PASSWORD) -> None:
+    """Fill in and send the login page's form."""
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
 def log_in(page: Page, email: str) -> None:
     """Log in through the login page, as staff do each morning."""
     page.goto("/staff/login")
     arrive(page, "**/staff/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    give_password(page, email)
     arrive(page, "**/staff/")
     expect(page.get_by_role("button", name=f"Log out {email}")).to_be_visible()
 
