@@ -7,13 +7,18 @@ trail can never say something happened that did not, or miss something that did.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ForeignKey, Index, String, select
+from flask_babel import force_locale, gettext
+from sqlalchemy import JSON, ForeignKey, Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from scheduler.db import Base, UTCDateTime, value_enum
+from scheduler.i18n import N_, format_local, label
 
 
 class AuditAction(enum.StrEnum):
@@ -78,7 +83,75 @@ class AuditEvent(Base):
     patient_id: Mapped[int | None] = mapped_column(
         ForeignKey("patients.id", ondelete="CASCADE"), nullable=True
     )
+    # What the entry says, in English (the API, exports and old entries have only this), and,
+    # for entries written since revision 0021, the message and values it was written from,
+    # so that each page says it in its reader's language (:func:`detail_text`).
     detail: Mapped[str] = mapped_column(String(1000), default="")
+    detail_data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+@dataclass(frozen=True)
+class At:
+    """A moment in a :class:`Detail`, written in the clinic's zone for each reader."""
+
+    moment: datetime
+    tz: ZoneInfo
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Statuses, fields or places in a :class:`Detail`, each named in the reader's language
+    (:func:`scheduler.i18n.label`), joined with commas."""
+
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Detail:
+    """What an entry says: a message of the catalogue (marked with ``N_``) and its values.
+
+    Text values (names, a patient's own reason) are shown as they are; :class:`At` and
+    :class:`Labels` are written in the reader's language.
+    """
+
+    message: str
+    values: Mapping[str, str | int | At | Labels] = field(default_factory=dict)
+
+    def stored(self) -> dict[str, Any]:
+        """The message and values as JSON, for ``detail_data``."""
+        return {"message": self.message, "values": {k: _store(v) for k, v in self.values.items()}}
+
+
+def _store(value: str | int | At | Labels) -> Any:
+    if isinstance(value, At):
+        return {"at": value.moment.isoformat(), "tz": value.tz.key}
+    if isinstance(value, Labels):
+        return {"labels": list(value.values)}
+    return value
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, dict) and "at" in value:
+        return format_local(datetime.fromisoformat(value["at"]), ZoneInfo(value["tz"]))
+    if isinstance(value, dict) and "labels" in value:
+        return ", ".join(label(each, "-") for each in value["labels"])
+    return value
+
+
+def render(data: dict[str, Any]) -> str:
+    """Write stored detail data in the current language."""
+    values = {name: _shown(value) for name, value in data.get("values", {}).items()}
+    return gettext(data["message"], **values) if values else gettext(data["message"])
+
+
+def detail_text(event: AuditEvent) -> str:
+    """What ``event`` says, in the page's language when it was written from a message."""
+    if not event.detail_data:
+        return event.detail
+    try:
+        return render(event.detail_data)
+    except (KeyError, TypeError, ValueError):  # a message or value this version cannot read
+        return event.detail
 
 
 def record(
@@ -89,9 +162,16 @@ def record(
     now: datetime,
     booking_id: int | None = None,
     patient_id: int | None = None,
-    detail: str = "",
+    detail: str | Detail = "",
 ) -> AuditEvent:
-    """Add an entry to the trail (flushed with the change it describes)."""
+    """Add an entry to the trail (flushed with the change it describes); a :class:`Detail`
+    is kept as its message and values, and as English text."""
+    if isinstance(detail, Detail):
+        data: dict[str, Any] | None = detail.stored()
+        with force_locale("en"):
+            text = render(detail.stored())
+    else:
+        data, text = None, detail
     event = AuditEvent(
         at=now,
         action=action,
@@ -99,7 +179,8 @@ def record(
         user_id=actor.user_id,
         booking_id=booking_id,
         patient_id=patient_id,
-        detail=detail[:1000],
+        detail=text[:1000],
+        detail_data=data,
     )
     session.add(event)
     return event
@@ -126,10 +207,10 @@ VIEW_WINDOW = timedelta(minutes=10)
 class Viewed(enum.StrEnum):
     """Where a patient's record, or its health answers, were shown."""
 
-    PATIENT_PAGE = "patient page"
-    PATIENT_API = "patient, through the staff API"
-    BOOKING_PAGE = "health answers on the booking page"
-    BOOKING_API = "health answers, through the staff API"
+    PATIENT_PAGE = N_("patient page")
+    PATIENT_API = N_("patient, through the staff API")
+    BOOKING_PAGE = N_("health answers on the booking page")
+    BOOKING_API = N_("health answers, through the staff API")
 
 
 def record_view(
@@ -163,5 +244,5 @@ def record_view(
         now=now,
         patient_id=patient_id,
         booking_id=booking_id,
-        detail=where.value,
+        detail=Detail(where.value),
     )

@@ -42,8 +42,6 @@ from flask_babel.speaklater import LazyString
 from markupsafe import escape
 from werkzeug.utils import cached_property
 
-from scheduler.web import safe_next
-
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 # The languages the pages and mail are written in, each named in itself for the switch.
 LANGUAGES = {"en": "English", "de": "Deutsch"}
@@ -202,6 +200,12 @@ def format_day(day: date | datetime, style: str = "day") -> str:
     return str(format_date(day, pattern, locale=locale))
 
 
+def weekday_name(weekday: int, width: str = "wide") -> str:
+    """Name a weekday (0 is Monday) in the page's language: ``wide`` (Tuesday) or
+    ``abbreviated`` (Tue)."""
+    return str(_locale().days["format"][width][weekday])
+
+
 def format_clock(moment: datetime) -> str:
     """Write the wall-clock time of ``moment`` (already in the clinic's zone): ``10:00``."""
     locale = _locale()
@@ -242,6 +246,10 @@ LABELS = {
     "admin": N_("admin"),
     "reception": N_("reception"),
     "practitioner": N_("practitioner"),
+    # A patient's details, as the audit trail names those changed.
+    "name": N_("name"),
+    "email": N_("email"),
+    "phone": N_("phone"),
     # Patient mail and webhook deliveries: their kinds, states and the outcome of each try.
     "confirmation": N_("confirmation"),
     "checklist": N_("checklist"),
@@ -317,6 +325,8 @@ def here() -> str:
 @blueprint.get("/language/<code>")
 def switch(code: str) -> ResponseReturnValue:
     """Remember ``code`` as this browser's language and go back to the page it came from."""
+    from scheduler.web import safe_next  # the web helpers write the audit trail, which uses this
+
     response = redirect(safe_next(request.args.get("next"), "/"), code=303)
     if code in LANGUAGES:
         response.set_cookie(
@@ -336,6 +346,8 @@ def _template_globals() -> dict[str, Any]:
         "languages": LANGUAGES,
         "here": here,
         "label": label,
+        "mail_language": mail_language(),
+        "weekday_name": weekday_name,
         "audit_action": audit_action,
         "audit_actor": audit_actor,
     }

@@ -21,6 +21,8 @@ from http.client import HTTPResponse
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
+from flask_babel import gettext
+
 Connector = Callable[..., socket.socket]
 
 
@@ -49,7 +51,9 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise Unreachable(f"could not find the host {host} ({exc})") from None
+        raise Unreachable(
+            gettext("could not find the host %(host)s (%(reason)s)", host=host, reason=exc)
+        ) from None
     return list(dict.fromkeys(str(info[4][0]) for info in found))
 
 
@@ -62,7 +66,11 @@ def refusal(host: str, addresses: list[str], advice: str) -> str | None:
     if not private:
         return None
     where = host if host == private[0] else f"{host} ({private[0]})"
-    return f"{where} is inside a private network, not on the public internet. {advice}"
+    return gettext(
+        "%(where)s is inside a private network, not on the public internet. %(advice)s",
+        where=where,
+        advice=advice,
+    )
 
 
 def saved_refusal(host: str, port: int, advice: str) -> str | None:
@@ -84,7 +92,7 @@ def vetted(host: str, port: int, *, allow_private: bool, advice: str) -> list[st
     addresses = resolve(host, port)
     reason = None if allow_private else refusal(host, addresses, advice)
     if reason:
-        raise Unreachable(f"refused: {reason}")
+        raise Unreachable(gettext("refused: %(reason)s", reason=reason))
     return addresses
 
 

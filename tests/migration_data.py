@@ -125,6 +125,7 @@ COLUMN_SINCE: dict[tuple[str, str], tuple[str, Any]] = {
     ("waitlist_entries", "given_name"): ("0015", FromPatient("name")),
     ("waitlist_entries", "given_phone"): ("0015", FromPatient("phone")),
     ("clinics", "brand_colour"): ("0020", "#2f6f5e"),
+    ("audit_events", "detail_data"): ("0021", None),
 }
 
 # Columns whose type a revision changed: (that revision, the type before it). A value is

@@ -69,8 +69,10 @@ def decline_booking(
     _check_awaiting(booking)
     if booking.start_at <= now:
         raise BookingError(
-            "The visit has already started, so it can no longer be declined; "
-            "approve it or mark how it went."
+            gettext(
+                "The visit has already started, so it can no longer be declined; "
+                "approve it or mark how it went."
+            )
         )
     reason = reason.strip()
     if not reason:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from scheduler import eventlog
-from scheduler.audit import PATIENT, Actor, AuditAction, record
+from scheduler.audit import PATIENT, Actor, At, AuditAction, Detail, Labels, record
 from scheduler.booking.availability import (
     Interval,
     PractitionerDiary,
@@ -44,8 +44,8 @@ from scheduler.clinic.models import (
     WorkingHours,
     practitioner_treatments,
 )
+from scheduler.i18n import N_, label
 from scheduler.i18n import format_local as local_words
-from scheduler.i18n import label
 from scheduler.notifications.operations import (
     queue_for_cancellation,
     queue_for_new_booking,
@@ -54,7 +54,7 @@ from scheduler.notifications.operations import (
 )
 from scheduler.patients.intake import IntakeAnswers, IntakeError, check_answers, record_intake
 from scheduler.patients.models import Patient
-from scheduler.timeutil import day_bounds, format_local
+from scheduler.timeutil import day_bounds
 from scheduler.webhooks.operations import note_booking_change
 
 # No booking is longer than this, so "bookings overlapping a range" can use the start index.
@@ -549,10 +549,33 @@ def place_new_booking(
         actor,
         AuditAction.BOOKED,
         now,
-        f"{treatment.name} with {booking.practitioner.name}, {format_local(slot.start, clinic.tz)}"
-        + (", awaiting approval" if booking.awaiting_approval else ""),
+        Detail(
+            N_("%(treatment)s with %(practitioner)s, %(when)s, awaiting approval")
+            if booking.awaiting_approval
+            else N_("%(treatment)s with %(practitioner)s, %(when)s"),
+            {
+                "treatment": treatment.name,
+                "practitioner": booking.practitioner.name,
+                "when": At(slot.start, clinic.tz),
+            },
+        ),
     )
     return booking
+
+
+def _cancelled(booking: Booking, by_clinic: bool) -> str | Detail:
+    """What the trail says of a cancellation: by whom or how late, and the reason given."""
+    reason = booking.cancellation_reason
+    if by_clinic:
+        return Detail(
+            N_("by the clinic: %(reason)s") if reason else N_("by the clinic"),
+            {"reason": reason} if reason else {},
+        )
+    if booking.late_cancellation:
+        return Detail(
+            N_("late: %(reason)s") if reason else N_("late"), {"reason": reason} if reason else {}
+        )
+    return reason
 
 
 def record_change(
@@ -561,7 +584,7 @@ def record_change(
     actor: Actor,
     action: AuditAction,
     now: datetime,
-    detail: str = "",
+    detail: str | Detail = "",
 ) -> None:
     """Add an entry about ``booking`` to the audit trail, flushing first so a new one has its id,
     and note the change for the webhooks (their deliveries are written at commit) and the
@@ -661,11 +684,14 @@ def reschedule_booking(
     queue_for_reschedule(
         session, clinic=clinic, booking=booking, previous_start=previous_start, now=now
     )
-    detail = (
-        f"from {format_local(previous_start, clinic.tz)} to {format_local(slot.start, clinic.tz)}"
-    )
-    if target is not previous_practitioner:
-        detail += f", from {previous_practitioner.name} to {target.name}"
+    moved = {"before": At(previous_start, clinic.tz), "after": At(slot.start, clinic.tz)}
+    if target is previous_practitioner:
+        detail = Detail(N_("from %(before)s to %(after)s"), moved)
+    else:
+        detail = Detail(
+            N_("from %(before)s to %(after)s, from %(practitioner)s to %(target)s"),
+            {**moved, "practitioner": previous_practitioner.name, "target": target.name},
+        )
     record_change(session, booking, actor, AuditAction.RESCHEDULED, now, detail)
     from scheduler.waitlist.operations import offer_freed_booking  # it books through this module
 
@@ -709,12 +735,9 @@ def cancel_booking(
     booking.updated_at = now
     session.flush()
     queue_for_cancellation(session, booking=booking, now=now)
-    detail = "by the clinic" if by_clinic else "late" if booking.late_cancellation else ""
-    if booking.cancellation_reason:
-        detail = (
-            f"{detail}: {booking.cancellation_reason}" if detail else booking.cancellation_reason
-        )
-    record_change(session, booking, actor, AuditAction.CANCELLED, now, detail)
+    record_change(
+        session, booking, actor, AuditAction.CANCELLED, now, _cancelled(booking, by_clinic)
+    )
     from scheduler.waitlist.operations import offer_freed_booking  # it books through this module
 
     offer_freed_booking(session, clinic=clinic, booking=booking, now=now)
@@ -796,7 +819,13 @@ def set_status(
         actor,
         AuditAction.STATUS_CHANGED,
         now,
-        f"from {describe_status(previous)} to {describe_status(status)}",
+        Detail(
+            N_("from %(before)s to %(after)s"),
+            {
+                "before": Labels((describe_status(previous),)),
+                "after": Labels((describe_status(status),)),
+            },
+        ),
     )
     return booking
 
@@ -868,7 +897,12 @@ def place_imported_booking(
     kind = booking.treatment.room_kind
     room = _free_room(session, start, blocked_until, booking, kind)
     if room is None:
-        raise SlotUnavailable(f"no {kind + ' ' if kind else ''}room is free then", [])
+        raise SlotUnavailable(
+            gettext("no %(kind)s room is free then", kind=kind)
+            if kind
+            else gettext("no room is free then"),
+            [],
+        )
 
     def place() -> None:
         booking.start_at, booking.end_at = start, end
@@ -878,7 +912,9 @@ def place_imported_booking(
             session.add(booking)
 
     if not _claimed(session, place):
-        raise SlotUnavailable(f"{booking.practitioner.name} already has a booking then", [])
+        raise SlotUnavailable(
+            gettext("%(name)s already has a booking then", name=booking.practitioner.name), []
+        )
     return booking
 
 
@@ -916,13 +952,17 @@ def _check_room_changeable(clinic: Clinic, booking: Booking, now: datetime) -> N
         )
     if booking.status not in _ROOM_CHANGEABLE:
         raise BookingError(
-            f"This visit is {describe_status(booking.status)}; its room can no longer change.",
+            gettext(
+                "This visit is %(status)s; its room can no longer change.",
+                status=label(booking.status, "-"),
+            ),
             field="room",
         )
     tz = clinic.tz
     if booking.start_at.astimezone(tz).date() < now.astimezone(tz).date():
         raise BookingError(
-            "This visit was on an earlier day; its room can no longer change.", field="room"
+            gettext("This visit was on an earlier day; its room can no longer change."),
+            field="room",
         )
 
 
@@ -962,11 +1002,19 @@ def move_to_room(
     kind = booking.treatment.room_kind
     if kind is not None and room.kind != kind:
         raise BookingError(
-            f"{booking.treatment.name} needs a {kind} room, and {room.name} is not one.",
+            gettext(
+                "%(treatment)s needs a %(kind)s room, and %(room)s is not one.",
+                treatment=booking.treatment.name,
+                kind=kind,
+                room=room.name,
+            ),
             field="room",
         )
     if not _room_is_free(session, room, booking):
-        raise RoomTaken(f"{room.name} is taken at that time; choose another room.", field="room")
+        raise RoomTaken(
+            gettext("%(room)s is taken at that time; choose another room.", room=room.name),
+            field="room",
+        )
     previous = booking.room.name
 
     def move() -> None:
@@ -975,9 +1023,17 @@ def move_to_room(
 
     if not _claimed(session, move):
         raise RoomTaken(
-            f"{room.name} was just taken by another booking; choose another room.", field="room"
+            gettext(
+                "%(room)s was just taken by another booking; choose another room.", room=room.name
+            ),
+            field="room",
         )
     record_change(
-        session, booking, actor, AuditAction.ROOM_CHANGED, now, f"from {previous} to {room.name}"
+        session,
+        booking,
+        actor,
+        AuditAction.ROOM_CHANGED,
+        now,
+        Detail(N_("from %(before)s to %(after)s"), {"before": previous, "after": room.name}),
     )
     return booking

@@ -507,7 +507,7 @@ def reschedule(booking_id: int) -> ResponseReturnValue:
         target, status = booking.practitioner, 422
     elif form.validate_on_submit():
         if start is None:
-            form.form_errors.append("Please choose a new time from the list.")
+            form.form_errors.append(gettext("Please choose a new time from the list."))
             status = 422
         else:
             try:

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.audit import CALENDAR_IMPORT, Actor, AuditAction
+from scheduler.audit import CALENDAR_IMPORT, Actor, AuditAction, Detail
 from scheduler.booking.models import Booking, BookingStatus
 from scheduler.booking.operations import (
     BookingError,
@@ -29,6 +29,7 @@ from scheduler.booking.operations import (
 from scheduler.calendars.expansion import Expansion, Occurrence, Person, Series, version_key
 from scheduler.calendars.imports import ImportReport
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
+from scheduler.i18n import N_
 from scheduler.timeutil import format_local
 
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
@@ -142,7 +143,9 @@ class _Importer:
         )
         if self._place(booking, series, occurrence, "not imported"):
             self.report.imported += 1
-            self._record(booking, AuditAction.IMPORTED, f"from {series.uid}")
+            self._record(
+                booking, AuditAction.IMPORTED, Detail(N_("from %(uid)s"), {"uid": series.uid})
+            )
 
     def _place(self, booking: Booking, series: Series, occurrence: Occurrence, failed: str) -> bool:
         """Put the booking at the occurrence's time, or report the clash that prevents it."""
@@ -171,7 +174,7 @@ class _Importer:
         booking.sequence = max(booking.sequence + 1, occurrence.sequence)
         booking.updated_at = self.now
         self.report.updated += 1
-        self._record(booking, AuditAction.RESCHEDULED, "moved in the imported calendar")
+        self._record(booking, AuditAction.RESCHEDULED, Detail(N_("moved in the imported calendar")))
 
     def _cancel(self, booking: Booking | None, series: Series) -> None:
         if (
@@ -189,7 +192,7 @@ class _Importer:
         self.report.cancelled += 1
         self._record(booking, AuditAction.CANCELLED, booking.cancellation_reason)
 
-    def _record(self, booking: Booking, action: AuditAction, detail: str) -> None:
+    def _record(self, booking: Booking, action: AuditAction, detail: str | Detail) -> None:
         record_change(self.session, booking, self.actor, action, self.now, detail)
 
     def _cancel_all(self, series: Series) -> None:

@@ -23,9 +23,11 @@ from zoneinfo import ZoneInfo
 
 import recurring_ical_events
 import x_wr_timezone
+from flask_babel import gettext
 from icalendar import Calendar, Component, vBroken
 
 from scheduler.calendars.reading import CalendarFileError, Limits
+from scheduler.i18n import N_
 from scheduler.timeutil import local_to_utc
 
 # Properties whose damage makes an event unreadable; damage elsewhere is ignored.
@@ -44,7 +46,12 @@ _ESSENTIAL = {
     "TRANSP",
 }
 _TIMED = ("DTSTART", "DTEND", "RECURRENCE-ID", "EXDATE", "RDATE")
-_TOO_FREQUENT = {"SECONDLY", "MINUTELY", "HOURLY"}
+# Repetitions more frequent than any busy time, named for the refusal.
+_TOO_FREQUENT = {
+    "SECONDLY": N_("every second"),
+    "MINUTELY": N_("every minute"),
+    "HOURLY": N_("every hour"),
+}
 _METHODS = {"PUBLISH", "REQUEST", "ADD", "CANCEL"}
 MAX_UID_LENGTH = 500
 MAX_TEXT_LENGTH = 500
@@ -143,8 +150,11 @@ def expand(
         method = str(calendar.get("METHOD", "PUBLISH")).strip().upper()
         if method not in _METHODS:
             result.notes.append(
-                f"a calendar with METHOD:{clean_text(method, 20)} (a reply or counter-proposal "
-                "to an invite) holds nothing to import; it was passed over"
+                gettext(
+                    "a calendar with METHOD:%(method)s (a reply or counter-proposal to an invite) "
+                    "holds nothing to import; it was passed over",
+                    method=clean_text(method, 20),
+                )
             )
             continue
         calendar = _standard_zones(calendar, result)
@@ -156,8 +166,11 @@ def expand(
         for uid, components in groups.items():
             if monotonic_clock.monotonic() > deadline:
                 raise CalendarFileError(
-                    f"reading the file took longer than {limits.seconds:g} seconds; "
-                    "split it into smaller files"
+                    gettext(
+                        "reading the file took longer than %(seconds)s seconds; "
+                        "split it into smaller files",
+                        seconds=f"{limits.seconds:g}",
+                    )
                 )
             try:
                 result.series.append(reader.series(uid, components, timezones, cancel=cancel))
@@ -168,8 +181,12 @@ def expand(
                 progress(done, total)
     if reader.floating:
         result.notes.append(
-            f"{reader.floating} event(s) had floating times (no time zone); they were taken "
-            f"in the clinic's time zone, {tz.key}"
+            gettext(
+                "%(count)d event(s) had floating times (no time zone); they were taken "
+                "in the clinic's time zone, %(zone)s",
+                count=reader.floating,
+                zone=tz.key,
+            )
         )
     return result
 
@@ -182,13 +199,22 @@ def _standard_zones(calendar: Calendar, result: Expansion) -> Calendar:
         return x_wr_timezone.to_standard(calendar)
     except (ValueError, KeyError) as exc:  # an unknown zone name
         name = str(calendar.get("X-WR-TIMEZONE"))[:60]
-        result.notes.append(f"X-WR-TIMEZONE {name!r} is not a known zone and was ignored ({exc})")
+        result.notes.append(
+            gettext(
+                "X-WR-TIMEZONE %(name)s is not a known zone and was ignored (%(reason)s)",
+                name=repr(name),
+                reason=exc,
+            )
+        )
         return calendar
     except OverflowError:  # a time such as 9999-12-31T23:59:59Z has no wall time in the zone
         name = str(calendar.get("X-WR-TIMEZONE"))[:60]
         result.notes.append(
-            f"X-WR-TIMEZONE {name!r} was ignored: a time in the calendar is too near the year "
-            "1 or 9999 to be moved into it"
+            gettext(
+                "X-WR-TIMEZONE %(name)s was ignored: a time in the calendar is too near the year "
+                "1 or 9999 to be moved into it",
+                name=repr(name),
+            )
         )
         return calendar
 
@@ -200,14 +226,16 @@ def _by_uid(calendar: Calendar, result: Expansion) -> dict[str, list[Component]]
             continue
         uid = str(component.get("UID", "")).strip()
         if not uid:
-            result.problems.append(f"{_describe('', [component])}: it has no UID")
+            result.problems.append(f"{_describe('', [component])}: {gettext('it has no UID')}")
         elif len(uid) > MAX_UID_LENGTH:
             result.problems.append(
-                f"{_describe('', [component])}: its UID is longer than {MAX_UID_LENGTH} characters"
+                _describe("", [component])
+                + ": "
+                + gettext("its UID is longer than %(most)d characters", most=MAX_UID_LENGTH)
             )
         elif not uid.isprintable():  # PostgreSQL cannot even store a NUL
             result.problems.append(
-                f"{_describe('', [component])}: its UID holds control characters"
+                f"{_describe('', [component])}: {gettext('its UID holds control characters')}"
             )
         else:
             groups[uid].append(component)
@@ -217,11 +245,14 @@ def _by_uid(calendar: Calendar, result: Expansion) -> dict[str, list[Component]]
 def _describe(uid: str, components: list[Component]) -> str:
     summary = clean_text(str(components[0].get("SUMMARY", "")), 60) if components else ""
     start = components[0].get("DTSTART") if components else None
-    when = ""
+    if summary:
+        described = gettext("event %(summary)s", summary=repr(summary))
+    else:
+        described = gettext("an event")
     if start is not None and hasattr(start, "to_ical"):
-        when = f" at {clean_text(start.to_ical().decode('ascii', 'replace'), 30)}"
-    name = f"{summary!r}" if summary else "an event"
-    return f"event {name}{when}" + (f" (UID {clean_text(uid, 60)})" if uid else "")
+        when = clean_text(start.to_ical().decode("ascii", "replace"), 30)
+        described = gettext("%(event)s at %(when)s", event=described, when=when)
+    return described + (f" (UID {clean_text(uid, 60)})" if uid else "")
 
 
 def clean_text(value: str, length: int = MAX_TEXT_LENGTH) -> str:
@@ -277,34 +308,61 @@ class _Reader:
     def _check(self, component: Component) -> None:
         for name, message in component.errors:
             if str(name).upper() in _ESSENTIAL:
-                raise _Problem(f"its {name} cannot be read ({clean_text(str(message), 120)})")
+                raise _Problem(
+                    gettext(
+                        "its %(name)s cannot be read (%(reason)s)",
+                        name=name,
+                        reason=clean_text(str(message), 120),
+                    )
+                )
         for name in _ESSENTIAL:  # a copy (X-WR-TIMEZONE makes one) keeps no ``errors``
             for prop in _as_list(component.get(name)):
                 if isinstance(prop, vBroken):
                     message = clean_text(str(prop.parse_error), 120)
-                    raise _Problem(f"its {name} cannot be read ({message})")
+                    raise _Problem(
+                        gettext(
+                            "its %(name)s cannot be read (%(reason)s)", name=name, reason=message
+                        )
+                    )
         if "DTSTART" not in component and "RECURRENCE-ID" not in component:
-            raise _Problem("it has no start (DTSTART)")
+            raise _Problem(gettext("it has no start (DTSTART)"))
         for name in ("DTSTART", "DTEND", "DURATION", "RECURRENCE-ID"):
             if isinstance(component.get(name), list):
-                raise _Problem(f"it has more than one {name}")
+                raise _Problem(gettext("it has more than one %(name)s", name=name))
         for name in _TIMED:
             for prop in _as_list(component.get(name)):
                 tzid = prop.params.get("TZID")
                 for value in _values(prop):
                     if tzid and isinstance(value, datetime) and value.tzinfo is None:
-                        raise _Problem(f"its time zone {clean_text(str(tzid), 80)!r} is unknown")
+                        raise _Problem(
+                            gettext(
+                                "its time zone %(zone)s is unknown",
+                                zone=repr(clean_text(str(tzid), 80)),
+                            )
+                        )
                     year = value.year
                     if not FIRST_YEAR <= year <= LAST_YEAR:
-                        raise _Problem(f"its {name} is in the year {year}")
+                        raise _Problem(
+                            gettext("its %(name)s is in the year %(year)d", name=name, year=year)
+                        )
         for rule in _as_list(component.get("RRULE")):
             frequency = str(rule.get("FREQ", [""])[0]).upper()
             if frequency in _TOO_FREQUENT:
-                raise _Problem(f"it repeats {frequency.lower()}, which no busy time does")
+                raise _Problem(
+                    gettext(
+                        "it repeats %(frequency)s, which no busy time does",
+                        frequency=gettext(_TOO_FREQUENT[frequency]),
+                    )
+                )
             # INTERVAL=0 sends the expansion round in a loop that eats memory until it dies.
             interval = rule.get("INTERVAL", [1])[0]
             if not isinstance(interval, int) or interval < 1:
-                raise _Problem(f"its RRULE has INTERVAL={interval}; it must be 1 or more")
+                raise _Problem(
+                    gettext(
+                        "its RRULE has INTERVAL=%(interval)s; it must be 1 or more",
+                        interval=interval,
+                    )
+                )
 
     def _instant(self, value: date | datetime) -> datetime:
         """Return a start or end as a UTC instant: dates and floating times in the clinic's zone."""
@@ -345,12 +403,19 @@ class _Reader:
         except _Problem:
             raise
         except _OutOfTime as exc:
-            raise _Problem("its repetition rule takes too long to work out") from exc
+            raise _Problem(gettext("its repetition rule takes too long to work out")) from exc
         except Exception as exc:  # any failure of the expansion of hostile input is this event's
-            raise _Problem(f"its repetition cannot be read ({clean_text(str(exc), 120)})") from exc
+            raise _Problem(
+                gettext(
+                    "its repetition cannot be read (%(reason)s)", reason=clean_text(str(exc), 120)
+                )
+            ) from exc
         if len(occurrences) > self.limits.max_occurrences:
             raise _Problem(
-                f"it repeats more than {self.limits.max_occurrences} times within the window"
+                gettext(
+                    "it repeats more than %(most)d times within the window",
+                    most=self.limits.max_occurrences,
+                )
             )
         return sorted(occurrences, key=lambda o: (o.start, o.key))
 
@@ -414,13 +479,15 @@ class _Reader:
             else:
                 end = self._instant(end_value)
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
-            raise _Problem(f"its start or end cannot be read ({exc})") from exc
+            raise _Problem(
+                gettext("its start or end cannot be read (%(reason)s)", reason=exc)
+            ) from exc
         if isinstance(start_value, datetime) and start_value.tzinfo is None:
             self.floating += 1
         key_prop = event.get("RECURRENCE-ID") or event.get("DTSTART")
         sequence, dtstamp = _version(event)
         if end < start:
-            raise _Problem("it ends before it starts")
+            raise _Problem(gettext("it ends before it starts"))
         return Occurrence(
             key=self._instant(_when(key_prop)),
             start=start,
@@ -515,7 +582,7 @@ def _when(prop: Any) -> date | datetime:
     """Return the date or date-time a property holds, or explain that it holds neither."""
     value = getattr(prop, "dt", None)
     if not isinstance(value, date):
-        raise _Problem("its RECURRENCE-ID or DTSTART is not a date or a date-time")
+        raise _Problem(gettext("its RECURRENCE-ID or DTSTART is not a date or a date-time"))
     return value
 
 

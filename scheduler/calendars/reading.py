@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
 
+from flask_babel import gettext
 from icalendar import Calendar
 from icalendar.timezone import tzp
 
@@ -66,8 +67,11 @@ def read_capped(stream: Readable, max_bytes: int, *, declared: str | None = None
     ``declared`` is a length the sender announced (Content-Length), refused at once if too big.
     """
     too_large = CalendarFileError(
-        f"the file is larger than {max_bytes} bytes "
-        f"(CALENDAR_IMPORT_MAX_BYTES sets the limit of {max_bytes} bytes)"
+        gettext(
+            "the file is larger than %(most)d bytes "
+            "(CALENDAR_IMPORT_MAX_BYTES sets the limit of %(most)d bytes)",
+            most=max_bytes,
+        )
     )
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise too_large
@@ -89,10 +93,14 @@ def read_calendar_file(data: bytes, *, name: str, limits: Limits) -> CalendarFil
     """Return the calendars in ``data`` (an ``.ics`` file or an ``.eml`` invite) or refuse it."""
     if len(data) > limits.max_bytes:
         raise CalendarFileError(
-            f"the file is {_size(len(data))}; the limit is {_size(limits.max_bytes)}"
+            gettext(
+                "the file is %(size)s; the limit is %(most)s",
+                size=_size(len(data)),
+                most=_size(limits.max_bytes),
+            )
         )
     if not data.strip():
-        raise CalendarFileError("the file is empty")
+        raise CalendarFileError(gettext("the file is empty"))
     if _looks_like_email(data, name):
         return _read_email(data, limits)
     result = CalendarFile([])
@@ -104,7 +112,7 @@ def read_calendar_file(data: bytes, *, name: str, limits: Limits) -> CalendarFil
 def _size(count: int) -> str:
     if count >= 1024 * 1024:
         return f"{count / (1024 * 1024):.1f} MB"
-    return f"{count / 1024:.0f} KB" if count >= 1024 else f"{count} bytes"
+    return f"{count / 1024:.0f} KB" if count >= 1024 else gettext("%(count)d bytes", count=count)
 
 
 def _looks_like_email(data: bytes, name: str) -> bool:
@@ -138,7 +146,9 @@ def _read_email(data: bytes, limits: Limits) -> CalendarFile:
         result.calendars.extend(_parse(text, limits))
     if not seen:
         raise CalendarFileError(
-            "the email holds no calendar invite (no text/calendar part and no .ics attachment)"
+            gettext(
+                "the email holds no calendar invite (no text/calendar part and no .ics attachment)"
+            )
         )
     return result
 
@@ -188,15 +198,29 @@ def _decode(lines: list[_Line], *, charset: str | None, notes: list[str]) -> _Te
     try:
         return _Text(numbers, b"\n".join(joined).decode(declared).split("\n"))
     except LookupError as exc:
-        raise CalendarFileError(f"the charset {charset!r} is not one this server knows") from exc
+        raise CalendarFileError(
+            gettext("the charset %(charset)s is not one this server knows", charset=repr(charset))
+        ) from exc
     except UnicodeDecodeError:
         pass
     bad = next(numbers[i] for i, line in enumerate(joined) if not _decodes(line, declared))
     fallback = "windows-1252" if charset is None else declared
-    notes.append(
-        f"line {bad} is not valid {declared.upper()}; the file was read as {fallback}"
-        + ("" if charset is None else " with unreadable characters replaced")
-    )
+    if charset is None:
+        note = gettext(
+            "line %(line)d is not valid %(charset)s; the file was read as %(fallback)s",
+            line=bad,
+            charset=declared.upper(),
+            fallback=fallback,
+        )
+    else:
+        note = gettext(
+            "line %(line)d is not valid %(charset)s; the file was read as %(fallback)s "
+            "with unreadable characters replaced",
+            line=bad,
+            charset=declared.upper(),
+            fallback=fallback,
+        )
+    notes.append(note)
     text = b"\n".join(joined).decode(fallback, errors="replace")
     return _Text(numbers, text.split("\n"))
 
@@ -224,7 +248,9 @@ def _parse(text: _Text, limits: Limits) -> list[Calendar]:
             tzp.use_zoneinfo()  # which empties the cache
             calendars = Calendar.from_ical("\r\n".join(text.lines), multiple=True)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise CalendarFileError(f"the calendar could not be read: {_clean(str(exc), 200)}") from exc
+        raise CalendarFileError(
+            gettext("the calendar could not be read: %(reason)s", reason=_clean(str(exc), 200))
+        ) from exc
     return list(calendars)
 
 
@@ -237,50 +263,86 @@ def _check_structure(text: _Text, limits: Limits) -> None:
         name = name.split(";", 1)[0]
         if not colon or not _NAME.match(name):
             raise CalendarFileError(
-                f"line {number}: {_excerpt(line)} is not a calendar line (NAME:value expected)"
+                gettext(
+                    "line %(line)d: %(text)s is not a calendar line (NAME:value expected)",
+                    line=number,
+                    text=_excerpt(line),
+                )
             )
         keyword = name.upper()
         if keyword == "BEGIN":
             component = value.strip().upper()
             if not stack and component != "VCALENDAR":
                 raise CalendarFileError(
-                    f"line {number}: BEGIN:{_clean(component)} outside BEGIN:VCALENDAR"
+                    gettext(
+                        "line %(line)d: BEGIN:%(component)s outside BEGIN:VCALENDAR",
+                        line=number,
+                        component=_clean(component),
+                    )
                 )
             stack.append((component, number))
             if len(stack) > limits.max_depth:
                 raise CalendarFileError(
-                    f"line {number}: components nested more than {limits.max_depth} deep"
+                    gettext(
+                        "line %(line)d: components nested more than %(most)d deep",
+                        line=number,
+                        most=limits.max_depth,
+                    )
                 )
             calendars += component == "VCALENDAR"
             if component in _EVENT_LIKE:
                 events += 1
                 if events > limits.max_events:
                     raise CalendarFileError(
-                        f"line {number}: the file holds more than {limits.max_events} events; "
-                        "split it into smaller files"
+                        gettext(
+                            "line %(line)d: the file holds more than %(most)d events; "
+                            "split it into smaller files",
+                            line=number,
+                            most=limits.max_events,
+                        )
                     )
         elif keyword == "END":
             component = value.strip().upper()
             if not stack:
                 raise CalendarFileError(
-                    f"line {number}: END:{_clean(component)} without a BEGIN before it"
+                    gettext(
+                        "line %(line)d: END:%(component)s without a BEGIN before it",
+                        line=number,
+                        component=_clean(component),
+                    )
                 )
             opened, opened_at = stack.pop()
             if opened != component:
                 raise CalendarFileError(
-                    f"line {number}: END:{_clean(component)} closes BEGIN:{_clean(opened)} "
-                    f"from line {opened_at}"
+                    gettext(
+                        "line %(line)d: END:%(component)s closes BEGIN:%(opened)s "
+                        "from line %(opened_at)d",
+                        line=number,
+                        component=_clean(component),
+                        opened=_clean(opened),
+                        opened_at=opened_at,
+                    )
                 )
         elif not stack:
-            raise CalendarFileError(f"line {number}: {_excerpt(line)} outside BEGIN:VCALENDAR")
+            raise CalendarFileError(
+                gettext(
+                    "line %(line)d: %(text)s outside BEGIN:VCALENDAR",
+                    line=number,
+                    text=_excerpt(line),
+                )
+            )
     if stack:
         opened, opened_at = stack[-1]
         raise CalendarFileError(
-            f"the file ends inside BEGIN:{_clean(opened)} from line {opened_at} "
-            "(it may be cut short)"
+            gettext(
+                "the file ends inside BEGIN:%(opened)s from line %(opened_at)d "
+                "(it may be cut short)",
+                opened=_clean(opened),
+                opened_at=opened_at,
+            )
         )
     if not calendars:
-        raise CalendarFileError("this is not a calendar file: it has no BEGIN:VCALENDAR")
+        raise CalendarFileError(gettext("this is not a calendar file: it has no BEGIN:VCALENDAR"))
 
 
 def _clean(text: str, length: int = 40) -> str:

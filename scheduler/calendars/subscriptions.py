@@ -24,6 +24,7 @@ from http.client import HTTPException
 from urllib.parse import SplitResult, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
+from flask_babel import gettext
 from sqlalchemy.orm import Session
 
 from scheduler import outbound
@@ -31,6 +32,7 @@ from scheduler.calendars.expansion import Expansion
 from scheduler.calendars.imports import ImportReport, import_busy, read_series
 from scheduler.calendars.models import CalendarSubscription
 from scheduler.calendars.reading import CalendarFileError, Limits, read_capped
+from scheduler.i18n import N_
 
 TIMEOUT_SECONDS = 20.0
 USER_AGENT = "acupuncture-scheduler calendar sync"
@@ -38,7 +40,7 @@ USER_AGENT = "acupuncture-scheduler calendar sync"
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
 # What to tell staff whose address is refused as private.
-HOW_TO_ALLOW = (
+HOW_TO_ALLOW = N_(
     "Calendars are fetched from public addresses only; if this calendar is on the clinic's own "
     "network, the operator can set CALENDAR_ALLOW_PRIVATE=true."
 )
@@ -58,21 +60,23 @@ def normalise_url(url: str) -> str:
     if url.lower().startswith("webcal://"):
         url = "https://" + url[len("webcal://") :]
     if any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise SubscriptionError("the address cannot contain spaces or line breaks")
+        raise SubscriptionError(gettext("the address cannot contain spaces or line breaks"))
     try:
         parts = urlsplit(url)
     except ValueError:  # a [ without its ], say
-        raise SubscriptionError("the address is not one a browser could open") from None
+        raise SubscriptionError(gettext("the address is not one a browser could open")) from None
     if parts.scheme.lower() not in {"http", "https"}:
-        raise SubscriptionError("the address must start with https:// (or http://, webcal://)")
+        raise SubscriptionError(
+            gettext("the address must start with https:// (or http://, webcal://)")
+        )
     if not parts.hostname:
-        raise SubscriptionError("the address has no host name")
+        raise SubscriptionError(gettext("the address has no host name"))
     if len(url) > 2000:
-        raise SubscriptionError("the address is longer than 2000 characters")
+        raise SubscriptionError(gettext("the address is longer than 2000 characters"))
     try:
         _port(parts)
     except ValueError:
-        raise SubscriptionError("the address has an invalid port number") from None
+        raise SubscriptionError(gettext("the address has an invalid port number")) from None
     return url
 
 
@@ -85,9 +89,9 @@ def check_url(url: str, *, allow_private: bool) -> str:
     url = normalise_url(url)
     if not allow_private:
         parts = urlsplit(url)
-        reason = outbound.saved_refusal(parts.hostname or "", _port(parts), HOW_TO_ALLOW)
+        reason = outbound.saved_refusal(parts.hostname or "", _port(parts), gettext(HOW_TO_ALLOW))
         if reason:
-            raise SubscriptionError(f"the address is refused: {reason}")
+            raise SubscriptionError(gettext("the address is refused: %(reason)s", reason=reason))
     return url
 
 
@@ -138,7 +142,9 @@ def fetch(
         if isinstance(answer, Fetched):
             return answer
         url = answer
-    raise SubscriptionError(f"the server redirected more than {MAX_REDIRECTS} times")
+    raise SubscriptionError(
+        gettext("the server redirected more than %(most)d times", most=MAX_REDIRECTS)
+    )
 
 
 def _get(
@@ -154,7 +160,10 @@ def _get(
     parts = urlsplit(url)
     try:
         addresses = outbound.vetted(
-            parts.hostname or "", _port(parts), allow_private=allow_private, advice=HOW_TO_ALLOW
+            parts.hostname or "",
+            _port(parts),
+            allow_private=allow_private,
+            advice=gettext(HOW_TO_ALLOW),
         )
     except outbound.Unreachable as exc:
         raise SubscriptionError(str(exc)) from None
@@ -179,41 +188,56 @@ def _get(
             if exc.code in _REDIRECTS:
                 return _redirect_target(url, exc.code, exc.headers.get("Location"))
             # The status alone: the server's own reason phrase and body are not repeated.
-            raise SubscriptionError(f"the server answered {_status(exc.code)}") from None
+            raise SubscriptionError(
+                gettext("the server answered %(status)s", status=_status(exc.code))
+            ) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, TimeoutError):
             raise SubscriptionError(_too_slow(timeout)) from None
-        raise SubscriptionError(f"the server could not be reached ({reason})") from None
+        raise SubscriptionError(
+            gettext("the server could not be reached (%(reason)s)", reason=reason)
+        ) from None
     except TimeoutError:
         raise SubscriptionError(_too_slow(timeout)) from None
     except (HTTPException, OSError, ValueError) as exc:
         # The kind of failure only: http.client's messages can quote what the server sent.
-        raise SubscriptionError(f"the download failed ({type(exc).__name__})") from None
+        raise SubscriptionError(
+            gettext("the download failed (%(kind)s)", kind=type(exc).__name__)
+        ) from None
 
 
 def _redirect_target(url: str, status: int, location: str | None) -> str:
     """Return the address a redirect leads to, if it is one that may be fetched."""
     if not location:
-        raise SubscriptionError(f"the server answered {_status(status)} without a new address")
+        raise SubscriptionError(
+            gettext("the server answered %(status)s without a new address", status=_status(status))
+        )
     try:
         target = urljoin(url, location.strip())
         parts = urlsplit(target)
     except ValueError:
-        raise SubscriptionError("the server redirected to an address that is not valid") from None
+        raise SubscriptionError(
+            gettext("the server redirected to an address that is not valid")
+        ) from None
     if any(ch.isspace() or not ch.isprintable() for ch in target):
-        raise SubscriptionError("the server redirected to an address that is not valid")
+        raise SubscriptionError(gettext("the server redirected to an address that is not valid"))
     if parts.scheme.lower() not in {"http", "https"}:
         raise SubscriptionError(
-            f"the server redirected to a {parts.scheme.lower()[:20]}:// address; "
-            "only http and https are followed"
+            gettext(
+                "the server redirected to a %(scheme)s:// address; "
+                "only http and https are followed",
+                scheme=parts.scheme.lower()[:20],
+            )
         )
     if not parts.hostname:
-        raise SubscriptionError("the server redirected to an address without a host name")
+        raise SubscriptionError(gettext("the server redirected to an address without a host name"))
     try:
         _port(parts)
     except ValueError:
-        raise SubscriptionError("the server redirected to an invalid port number") from None
+        raise SubscriptionError(
+            gettext("the server redirected to an invalid port number")
+        ) from None
     return target
 
 
@@ -225,7 +249,7 @@ def _status(code: int) -> str:
 
 
 def _too_slow(timeout: float) -> str:
-    return f"the server did not answer within {timeout:g} seconds"
+    return gettext("the server did not answer within %(seconds)s seconds", seconds=f"{timeout:g}")
 
 
 @dataclass(frozen=True)
@@ -275,8 +299,10 @@ def _read(body: bytes, *, url: str, tz: ZoneInfo, now: datetime, limits: Limits)
         if _looks_like_a_calendar(body):
             raise  # its lines are the calendar's own, what the import shows anyway
         raise SubscriptionError(
-            "the server's answer is not a calendar (it does not start with BEGIN:VCALENDAR); "
-            "check that the address is the calendar's own .ics address"
+            gettext(
+                "the server's answer is not a calendar (it does not start with BEGIN:VCALENDAR); "
+                "check that the address is the calendar's own .ics address"
+            )
         ) from exc
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from scheduler.clinic.models import ChecklistItem, ChecklistSection, Clinic, Treatment
+from scheduler.i18n import N_
 
 DEFAULTS: dict[ChecklistSection, tuple[str, ...]] = {
     ChecklistSection.PREPARATION: (
@@ -39,8 +40,8 @@ DEFAULTS: dict[ChecklistSection, tuple[str, ...]] = {
 
 # Shown on the clinic's page; not a checklist, so not edited with them.
 ABOUT_TREATMENT = (
-    "Needles usually stay in for 20 to 30 minutes while you rest.",
-    "Most people benefit from a course of several sessions, often weekly at first.",
+    N_("Needles usually stay in for 20 to 30 minutes while you rest."),
+    N_("Most people benefit from a course of several sessions, often weekly at first."),
 )
 
 

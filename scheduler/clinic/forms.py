@@ -46,7 +46,7 @@ from scheduler.clinic.operations import (
     check_lead_hours,
 )
 from scheduler.fields import plain_text, single_line, strip
-from scheduler.i18n import N_
+from scheduler.i18n import N_, mail_language
 from scheduler.i18n import lazy_gettext as _l
 from scheduler.timeutil import is_known_zone, local_to_utc, wall_time_exists
 
@@ -78,7 +78,7 @@ def _name(label: Any, missing: Any, longest: int, too_long: Any) -> StringField:
     )
 
 
-def _line(label: str, longest: int) -> StringField:
+def _line(label: Any, longest: int) -> StringField:
     return StringField(
         label,
         filters=[strip],
@@ -313,23 +313,23 @@ class TreatmentForm(FlaskForm):
         _l("Please keep the name to %(most)d characters.", most=200),
     )
     description = TextAreaField(
-        "Description (on the booking pages)",
+        _l("Description (on the booking pages)"),
         filters=[_unix_lines],
         validators=[
             Length(max=5000, message=_l("Please keep the description to 5,000 characters.")),
             plain_text,
         ],
     )
-    duration_minutes = _number("Length in minutes", 5, 480, "minutes")
-    buffer_minutes = _number("Buffer after it, in minutes", 0, 240, "minutes")
-    first_visit = BooleanField("A first visit (asks the health questions when booking)")
-    position = _number("Position in lists (smaller first)", 0, 10_000, "places")
-    room_kind = SelectField("Needs a room of the kind", validate_choice=False)
-    practitioners = CheckboxesField("Given by", coerce=int)
+    duration_minutes = _number(_l("Length in minutes"), 5, 480, "minutes")
+    buffer_minutes = _number(_l("Buffer after it, in minutes"), 0, 240, "minutes")
+    first_visit = BooleanField(_l("A first visit (asks the health questions when booking)"))
+    position = _number(_l("Position in lists (smaller first)"), 0, 10_000, "places")
+    room_kind = SelectField(_l("Needs a room of the kind"), validate_choice=False)
+    practitioners = CheckboxesField(_l("Given by"), coerce=int)
 
     def offer_room_kinds(self, kinds: Iterable[str]) -> None:
         """Offer "any room" and ``kinds`` (the kinds the clinic's rooms have)."""
-        self.room_kind.choices = [SelectChoice("", "Any room")] + [
+        self.room_kind.choices = [SelectChoice("", gettext("Any room"))] + [
             SelectChoice(kind, kind) for kind in kinds
         ]
 
@@ -338,7 +338,9 @@ class TreatmentForm(FlaskForm):
         offered = {choice.value for choice in field.choices or []}
         if field.data and field.data not in offered:
             raise ValidationError(
-                "Choose a kind of room from the list; give a room that kind under Rooms first."
+                gettext(
+                    "Choose a kind of room from the list; give a room that kind under Rooms first."
+                )
             )
 
 
@@ -352,7 +354,7 @@ class PractitionerForm(FlaskForm):
         _l("Please keep the name to %(most)d characters.", most=200),
     )
     email = EmailField(
-        "Email",
+        _l("Email"),
         filters=[strip],
         validators=[
             DataRequired(_l("Please enter the practitioner's email.")),
@@ -360,17 +362,17 @@ class PractitionerForm(FlaskForm):
             Email(_l("Please enter a valid email address, like name@example.com.")),
         ],
     )
-    credentials = _line("Credentials (e.g. BSc (Hons) Acupuncture)", 300)
-    licence = _line("Licence or membership (e.g. MBAcC)", 300)
+    credentials = _line(_l("Credentials (e.g. BSc (Hons) Acupuncture)"), 300)
+    licence = _line(_l("Licence or membership (e.g. MBAcC)"), 300)
     bio = TextAreaField(
-        "About them (on the clinic's page)",
+        _l("About them (on the clinic's page)"),
         filters=[_unix_lines],
         validators=[
             Length(max=5000, message=_l("Please keep this to 5,000 characters.")),
             plain_text,
         ],
     )
-    treatments = CheckboxesField("Gives", coerce=int)
+    treatments = CheckboxesField(_l("Gives"), coerce=int)
 
 
 class RoomForm(FlaskForm):
@@ -383,7 +385,7 @@ class RoomForm(FlaskForm):
         _l("Please keep the room name to %(most)d characters.", most=100),
     )
     kind = StringField(
-        "Kind of room (optional)",
+        _l("Kind of room (optional)"),
         filters=[strip],
         validators=[
             Length(
@@ -493,17 +495,19 @@ class TimeOffForm(FlaskForm):
     """A stretch of time off, in the clinic's time; times left empty mean whole days."""
 
     start_date = DateField(
-        "From (date)",
+        _l("From (date)"),
         validators=[InputRequired(_l("Please enter the first day.")), _within_years],
     )
-    start_time = TimeField("From (time; empty: start of the day)", validators=[Optional()])
+    start_time = TimeField(_l("From (time; empty: start of the day)"), validators=[Optional()])
     end_date = DateField(
-        "Until (date)",
+        _l("Until (date)"),
         validators=[InputRequired(_l("Please enter the last day.")), _within_years],
     )
-    end_time = TimeField("Until (time; empty: end of the day)", validators=[Optional()])
-    reason = _line("Reason (only staff see it)", 200)
-    despite_bookings = BooleanField("Add it anyway; I will move or cancel those bookings myself")
+    end_time = TimeField(_l("Until (time; empty: end of the day)"), validators=[Optional()])
+    reason = _line(_l("Reason (only staff see it)"), 200)
+    despite_bookings = BooleanField(
+        _l("Add it anyway; I will move or cancel those bookings myself")
+    )
 
     def __init__(self, *args: Any, tz: ZoneInfo, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -514,8 +518,11 @@ class TimeOffForm(FlaskForm):
             return local_to_utc(day, time(0), self.tz)
         if not wall_time_exists(day, wall, self.tz):
             raise ValidationError(
-                f"{wall:%H:%M} does not exist on that day: the clocks go forward. "
-                "Please pick another time."
+                gettext(
+                    "%(time)s does not exist on that day: the clocks go forward. "
+                    "Please pick another time.",
+                    time=f"{wall:%H:%M}",
+                )
             )
         return local_to_utc(day, wall, self.tz)
 
@@ -544,7 +551,7 @@ class TimeOffForm(FlaskForm):
         if not super().validate(extra_validators):
             return False
         if self.end() <= self.start():
-            self.end_date.errors.append("The time off must end after it starts.")
+            self.end_date.errors.append(gettext("The time off must end after it starts."))
             return False
         return True
 
@@ -558,8 +565,12 @@ def _items(form: Any, field: Any) -> None:
     for number, line in enumerate(lines, start=1):
         if len(line) > LONGEST_CHECKLIST_ITEM:
             raise ValidationError(
-                f"Item {number} has {len(line)} characters; "
-                f"please keep each item to {LONGEST_CHECKLIST_ITEM}."
+                gettext(
+                    "Item %(number)d has %(length)d characters; please keep each item to %(most)d.",
+                    number=number,
+                    length=len(line),
+                    most=LONGEST_CHECKLIST_ITEM,
+                )
             )
 
 
@@ -568,7 +579,7 @@ def checklist_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _section(label: str) -> TextAreaField:
+def _section(label: Any) -> TextAreaField:
     return TextAreaField(
         label,
         filters=[_unix_lines],
@@ -584,9 +595,15 @@ def _section(label: str) -> TextAreaField:
 class ChecklistForm(FlaskForm):
     """The three sections of a checklist, one item per line."""
 
-    preparation = _section("Before every visit")
-    first_visit = _section("Before a first visit (added before the above)")
-    aftercare = _section("After a visit")
+    preparation = _section(_l("Before every visit"))
+    first_visit = _section(_l("Before a first visit (added before the above)"))
+    aftercare = _section(_l("After a visit"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The items go out in the mail's language, whatever the page's.
+        for _, field in self.sections():
+            field.render_kw = {**(field.render_kw or {}), "lang": mail_language()}
 
     def sections(self) -> list[tuple[ChecklistSection, TextAreaField]]:
         """Return each section with its field."""

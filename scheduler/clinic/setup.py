@@ -398,7 +398,6 @@ def practitioners() -> ResponseReturnValue:
         "staff/setup/practitioners.html",
         clinic=clinic_or_503(),
         practitioners=rows,
-        weekdays=WEEKDAYS,
     )
 
 
@@ -803,8 +802,8 @@ def _body(message: EmailMessage, subtype: str) -> str:
 def _previews(clinic: Clinic, sample: Sample) -> list[MailPreview]:
     """Write the checklist and the aftercare mail for ``sample`` as the dispatcher would."""
     titles = {
-        NotificationKind.CHECKLIST: "The preparation checklist",
-        NotificationKind.AFTERCARE: "The aftercare advice",
+        NotificationKind.CHECKLIST: gettext("The preparation checklist"),
+        NotificationKind.AFTERCARE: gettext("The aftercare advice"),
     }
     previews = []
     for kind, title in titles.items():
@@ -827,7 +826,9 @@ def _previews(clinic: Clinic, sample: Sample) -> list[MailPreview]:
         except (ValueError, MessageError) as exc:
             previews.append(
                 MailPreview(
-                    title, problem=f"the message cannot be written ({exc})", kind=kind.value
+                    title,
+                    problem=gettext("the message cannot be written (%(reason)s)", reason=exc),
+                    kind=kind.value,
                 )
             )
             continue

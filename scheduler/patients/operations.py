@@ -22,8 +22,9 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, tru
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from scheduler.audit import Actor, AuditAction, AuditEvent, record, trail
+from scheduler.audit import Actor, AuditAction, AuditEvent, Detail, Labels, record, trail
 from scheduler.booking.models import Booking, BookingStatus
+from scheduler.i18n import N_
 from scheduler.notifications.models import (
     OPEN_STATUSES,
     Notification,
@@ -342,7 +343,7 @@ def update_details(
         action=AuditAction.PATIENT_UPDATED,
         now=now,
         patient_id=patient.id,
-        detail="changed " + ", ".join(changed),
+        detail=Detail(N_("changed %(fields)s"), {"fields": Labels(tuple(changed))}),
     )
     session.flush()
     return changed
@@ -563,7 +564,10 @@ def erase_patient(session: Session, *, patient: Patient, actor: Actor, now: date
         action=AuditAction.PATIENT_ERASED,
         now=now,
         patient_id=patient.id,
-        detail=f"{len(bookings)} bookings kept without notes; {skipped} messages not sent",
+        detail=Detail(
+            N_("%(bookings)d bookings kept without notes; %(messages)d messages not sent"),
+            {"bookings": len(bookings), "messages": skipped},
+        ),
     )
     session.flush()
     return len(bookings)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from zxcvbn import zxcvbn
 
 from scheduler.clinic.models import Practitioner
+from scheduler.i18n import current_language
 from scheduler.notifications.models import AccountChange
 from scheduler.staff.auth import clear_failures
 from scheduler.staff.models import Role, User
@@ -88,7 +89,10 @@ def normalise_email(email: str) -> str:
             email.strip(), check_deliverability=False, globally_deliverable=False
         )
     except EmailNotValidError as exc:
-        raise AccountError(f"{email!r} is not an email address: {exc}", field="email") from exc
+        raise AccountError(
+            gettext("%(email)s is not an email address: %(reason)s", email=repr(email), reason=exc),
+            field="email",
+        ) from exc
     return checked.normalized.lower()
 
 
@@ -101,14 +105,19 @@ def check_password(password: str, *, email: str = "", strength: Strength | None 
     """
     if len(re.sub(r"\s+", " ", password)) < MIN_PASSWORD_LENGTH:
         raise AccountError(
-            f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password"
+            gettext("The password needs at least %(least)d characters.", least=MIN_PASSWORD_LENGTH),
+            field="password",
         )
     reason = _guessable(password, email) or _estimated_weak(
         strength or password_strength(password, email=email)
     )
     if reason:
         raise AccountError(
-            f"That password is too easy to guess: {reason}. A few unrelated words make a good one.",
+            gettext(
+                "That password is too easy to guess: %(reason)s. "
+                "A few unrelated words make a good one.",
+                reason=reason,
+            ),
             field="password",
         )
 
@@ -118,17 +127,17 @@ def _guessable(password: str, email: str) -> str | None:
     lowered = password.lower()
     letters = re.sub(r"[^a-z]", "", lowered)
     if len(set(lowered)) <= 2:
-        return "it repeats one or two characters"
+        return gettext("it repeats one or two characters")
     compact = re.sub(r"\s", "", lowered)
     if any(compact in run or compact in run[::-1] for run in _RUNS):
-        return "it is a run of keys or digits"
+        return gettext("it is a run of keys or digits")
     if any(re.fullmatch(f"(?:{word})+", letters) for word in GUESSED_FIRST) or re.fullmatch(
         r"(?:pas+wo?rd|ps+wrd)+", letters
     ):
-        return "it is a common password with digits or symbols around it"
+        return gettext("it is a common password with digits or symbols around it")
     name = re.sub(r"[^a-z]", "", email.partition("@")[0].lower())
     if len(name) >= 4 and name in letters:
-        return "it contains the account's email address"
+        return gettext("it contains the account's email address")
     return None
 
 
@@ -166,20 +175,22 @@ def _estimated_weak(strength: Strength) -> str | None:
     if strength.score >= LEAST_SCORE:
         return None
     warning = strength.warning.rstrip(".")
-    if not warning:
-        return "it is close to passwords seen in breaches"
+    if not warning or current_language() != "en":
+        # zxcvbn's advice is in English only.
+        return gettext("it is close to passwords seen in breaches")
     return warning[:1].lower() + warning[1:]
 
 
 def _check_role(role: Role, practitioner: Practitioner | None) -> None:
     if role is Role.PRACTITIONER and practitioner is None:
         raise AccountError(
-            "A practitioner's account needs the practitioner whose schedule it is.",
+            gettext("A practitioner's account needs the practitioner whose schedule it is."),
             field="practitioner",
         )
     if role is not Role.PRACTITIONER and practitioner is not None:
         raise AccountError(
-            "Only a practitioner's account is linked to a practitioner.", field="practitioner"
+            gettext("Only a practitioner's account is linked to a practitioner."),
+            field="practitioner",
         )
 
 
@@ -241,7 +252,7 @@ def update_user(
     )
     if user.id == acting.id and losing_admin:
         raise AccountError(
-            "You cannot take away your own admin rights or switch off your own account.",
+            gettext("You cannot take away your own admin rights or switch off your own account."),
             field="role",
         )
     if losing_admin and _active_admins(session) <= 1:

@@ -74,7 +74,10 @@ def issue_token(
     ).all()
     if len(live) >= MAX_LIVE_TOKENS:
         raise TokenError(
-            f"You have {MAX_LIVE_TOKENS} tokens already; revoke one you no longer use first."
+            gettext(
+                "You have %(most)d tokens already; revoke one you no longer use first.",
+                most=MAX_LIVE_TOKENS,
+            )
         )
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(

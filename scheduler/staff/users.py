@@ -37,8 +37,8 @@ def _offer_practitioners(form: AccountForm) -> dict[int, Practitioner]:
     practitioners = {
         p.id: p for p in db.session.scalars(select(Practitioner).order_by(Practitioner.name))
     }
-    form.practitioner.choices = [SelectChoice("", "None")] + [
-        SelectChoice(str(p.id), p.name + ("" if p.active else " (archived)"))
+    form.practitioner.choices = [SelectChoice("", gettext("None"))] + [
+        SelectChoice(str(p.id), p.name if p.active else gettext("%(name)s (archived)", name=p.name))
         for p in practitioners.values()
     ]
     return practitioners

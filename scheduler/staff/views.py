@@ -25,6 +25,7 @@ from flask_login import logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
+from scheduler.audit import detail_text
 from scheduler.booking.models import LIVE_STATUSES, Booking
 from scheduler.calendars.appointments import import_appointments
 from scheduler.calendars.expansion import Expansion
@@ -78,6 +79,7 @@ from scheduler.web import accepts_bodies_up_to, clinic_or_503, external_url, now
 
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
 blueprint.add_app_template_global(may_see_health)
+blueprint.add_app_template_global(detail_text, "audit_detail")
 F = TypeVar("F", bound=Callable[..., Any])
 GENERIC_LOGIN_ERROR = (
     "That email and password do not match an account, "

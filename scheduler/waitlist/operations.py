@@ -127,14 +127,22 @@ def check_days(clinic: Clinic, days: Iterable[date], now: datetime) -> list[date
         if day < first:
             hours = clinic.min_notice_minutes / 60
             raise WaitlistError(
-                f"{describe_day(day)} has passed or is too soon: bookings need {hours:g} hours' "
-                "notice. Please choose a later day.",
+                gettext(
+                    "%(day)s has passed or is too soon: bookings need %(hours)s hours' notice. "
+                    "Please choose a later day.",
+                    day=describe_day(day),
+                    hours=f"{hours:g}",
+                ),
                 field="dates",
             )
         if day > last:
             raise WaitlistError(
-                f"{describe_day(day)} is too far ahead: bookings open {clinic.horizon_days} "
-                "days ahead. Please choose an earlier day.",
+                gettext(
+                    "%(day)s is too far ahead: bookings open %(days)d days ahead. "
+                    "Please choose an earlier day.",
+                    day=describe_day(day),
+                    days=clinic.horizon_days,
+                ),
                 field="dates",
             )
     return chosen
@@ -158,7 +166,12 @@ def join_waitlist(
         not practitioner.active or treatment not in practitioner.treatments
     ):
         raise WaitlistError(
-            f"{practitioner.name} does not give {treatment.name}.", field="practitioner"
+            gettext(
+                "%(practitioner)s does not give %(treatment)s.",
+                practitioner=practitioner.name,
+                treatment=treatment.name,
+            ),
+            field="practitioner",
         )
     chosen = check_days(clinic, days, now)
     entry = WaitlistEntry(

@@ -36,6 +36,7 @@ from datetime import datetime
 from http.client import HTTPException, HTTPResponse
 from urllib.parse import urlsplit
 
+from flask_babel import gettext
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
@@ -122,7 +123,9 @@ def post(request: Request, timeout: float) -> Answer:
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        addresses = vetted(host, port, allow_private=request.allow_private, advice=HOW_TO_ALLOW)
+        addresses = vetted(
+            host, port, allow_private=request.allow_private, advice=gettext(HOW_TO_ALLOW)
+        )
     except Unreachable as exc:
         return Answer(None, error=str(exc), duration_ms=took())
     outgoing = urllib.request.Request(  # noqa: S310  (the URL was checked: http or https only)

@@ -9,15 +9,18 @@ from wtforms.validators import Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from scheduler.fields import strip
+from scheduler.i18n import lazy_gettext as _l
 from scheduler.webhooks.models import WebhookEvent
 from scheduler.webhooks.operations import MAX_URL_LENGTH
 
 EVENT_LABELS = {
-    WebhookEvent.BOOKING_CREATED: "booking.created — a booking is made (a course: each session)",
-    WebhookEvent.BOOKING_RESCHEDULED: "booking.rescheduled — a booking moves to another time",
-    WebhookEvent.BOOKING_CANCELLED: "booking.cancelled — a booking is cancelled or declined",
+    WebhookEvent.BOOKING_CREATED: _l(
+        "booking.created — a booking is made (a course: each session)"
+    ),
+    WebhookEvent.BOOKING_RESCHEDULED: _l("booking.rescheduled — a booking moves to another time"),
+    WebhookEvent.BOOKING_CANCELLED: _l("booking.cancelled — a booking is cancelled or declined"),
     WebhookEvent.BOOKING_STATUS_CHANGED: (
-        "booking.status_changed — marked arrived, completed or a no-show, or a request approved"
+        _l("booking.status_changed — marked arrived, completed or a no-show, or a request approved")
     ),
 }
 
@@ -26,23 +29,23 @@ class WebhookForm(FlaskForm):
     """Where to send the events, which ones, and whether the webhook is on."""
 
     url = StringField(
-        "Address (https://…)",
+        _l("Address (https://…)"),
         filters=[strip],
         validators=[
             Length(
                 max=MAX_URL_LENGTH,
-                message=f"The address is longer than {MAX_URL_LENGTH} characters.",
+                message=_l("The address is longer than %(most)d characters.", most=MAX_URL_LENGTH),
             )
         ],
     )
     events = SelectMultipleField(
-        "Events to send",
+        _l("Events to send"),
         choices=[SelectChoice(event.value, EVENT_LABELS[event]) for event in WebhookEvent],
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),
         validate_choice=True,
     )
-    active = BooleanField("On: send events to this address", default=True)
+    active = BooleanField(_l("On: send events to this address"), default=True)
 
     def chosen_events(self) -> list[WebhookEvent]:
         """The events ticked, valid ones only (the form has checked them)."""

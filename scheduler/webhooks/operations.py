@@ -29,6 +29,7 @@ from scheduler import outbound
 from scheduler.audit import AuditAction
 from scheduler.booking.models import Booking
 from scheduler.clinic.models import Clinic
+from scheduler.i18n import N_
 from scheduler.patients.models import Patient
 from scheduler.unitofwork import OnCommit
 from scheduler.webhooks.models import (
@@ -53,7 +54,7 @@ EVENT_OF_ACTION = {
 
 MAX_URL_LENGTH = 2000
 # What to tell an admin whose address is refused as private (scheduler/outbound.py).
-HOW_TO_ALLOW = (
+HOW_TO_ALLOW = N_(
     "Webhooks go to public addresses only; if the receiver is on the clinic's own network, "
     "the operator can set WEBHOOK_ALLOW_PRIVATE=true."
 )
@@ -86,32 +87,41 @@ def check_url(url: str, *, allow_private: bool = False) -> str:
     if not url:
         raise WebhookError(gettext("Please enter the address to send the events to."), field="url")
     if len(url) > MAX_URL_LENGTH:
-        raise WebhookError(f"The address is longer than {MAX_URL_LENGTH} characters.", field="url")
+        raise WebhookError(
+            gettext("The address is longer than %(most)d characters.", most=MAX_URL_LENGTH),
+            field="url",
+        )
     if _SPACE_OR_CONTROL.search(url):
         raise WebhookError(
             gettext("The address cannot contain spaces or line breaks."), field="url"
         )
     if not url.isascii():
         raise WebhookError(
-            "Write the address in plain ASCII: percent-encode other characters (é as %C3%A9) "
-            "and give the host name in its xn-- form.",
+            gettext(
+                "Write the address in plain ASCII: percent-encode other characters (é as %C3%A9) "
+                "and give the host name in its xn-- form."
+            ),
             field="url",
         )
     parts = urlsplit(url)
     if parts.scheme.lower() not in {"http", "https"}:
         raise WebhookError(
-            "The address must start with https:// (or http://), like https://example.org/webhooks.",
+            gettext(
+                "The address must start with https:// (or http://), like https://example.org/webhooks."
+            ),
             field="url",
         )
     if "@" in parts.netloc:
         raise WebhookError(
-            "Take the user name and password out of the address: receivers check the "
-            "signature to know a delivery comes from the clinic.",
+            gettext(
+                "Take the user name and password out of the address: receivers check the "
+                "signature to know a delivery comes from the clinic."
+            ),
             field="url",
         )
     if not parts.hostname:
         raise WebhookError(
-            "The address has no host name, like https://example.org/webhooks.", field="url"
+            gettext("The address has no host name, like https://example.org/webhooks."), field="url"
         )
     try:
         parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535)
@@ -121,7 +131,8 @@ def check_url(url: str, *, allow_private: bool = False) -> str:
         ) from None
     if parts.fragment or url.endswith("#"):
         raise WebhookError(
-            "Remove the #… part of the address; it is never sent to the server.", field="url"
+            gettext("Remove the #… part of the address; it is never sent to the server."),
+            field="url",
         )
     if not allow_private:
         _check_public(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
@@ -129,9 +140,11 @@ def check_url(url: str, *, allow_private: bool = False) -> str:
 
 
 def _check_public(host: str, port: int) -> None:
-    reason = outbound.saved_refusal(host, port, HOW_TO_ALLOW)
+    reason = outbound.saved_refusal(host, port, gettext(HOW_TO_ALLOW))
     if reason:
-        raise WebhookError(f"The address is refused: {reason}", field="url")
+        raise WebhookError(
+            gettext("The address is refused: %(reason)s", reason=reason), field="url"
+        )
 
 
 def _check_events(events: Collection[WebhookEvent]) -> set[WebhookEvent]:
