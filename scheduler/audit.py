@@ -139,9 +139,10 @@ def _shown(value: Any) -> Any:
 
 
 def render(data: dict[str, Any]) -> str:
-    """Write stored detail data in the current language."""
+    """Write stored detail data in the current language (a message without values is not
+    formatted, so a ``%`` in it stays as it is)."""
     values = {name: _shown(value) for name, value in data.get("values", {}).items()}
-    return gettext(data["message"], **values) if values else gettext(data["message"])
+    return gettext(data["message"], **values)
 
 
 def detail_text(event: AuditEvent) -> str:
@@ -166,12 +167,13 @@ def record(
 ) -> AuditEvent:
     """Add an entry to the trail (flushed with the change it describes); a :class:`Detail`
     is kept as its message and values, and as English text."""
+    data: dict[str, Any] | None = None
     if isinstance(detail, Detail):
-        data: dict[str, Any] | None = detail.stored()
+        data = stored = detail.stored()
         with force_locale("en"):
-            text = render(detail.stored())
+            text = render(stored)
     else:
-        data, text = None, detail
+        text = detail
     event = AuditEvent(
         at=now,
         action=action,

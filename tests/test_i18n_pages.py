@@ -25,9 +25,8 @@ from scheduler.booking.models import BookingStatus
 from scheduler.booking.operations import set_status
 from scheduler.staff.models import Role
 from tests.conftest import Setup, log_in, london
+from tests.test_i18n import ENGLISH, GERMAN, squash
 
-GERMAN = {"Accept-Language": "de-DE,de;q=0.9"}
-ENGLISH = {"Accept-Language": "en-GB,en;q=0.9"}
 READ_OUT = ("placeholder", "title", "aria-label", "alt")
 # Words German writes as English does.
 SHARED_WORDS = {"Status", "Name", "Browser", "Code", "Export", "Webhooks", "Token", "Tokens"}
@@ -72,11 +71,6 @@ class _Texts(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self._skipping and data.strip():
             self.texts.append(" ".join(data.split()))
-
-
-def squash(html: str) -> str:
-    """The page's text as a browser shows it."""
-    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
 def read(html: str) -> _Texts:

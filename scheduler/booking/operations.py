@@ -566,15 +566,11 @@ def place_new_booking(
 def _cancelled(booking: Booking, by_clinic: bool) -> str | Detail:
     """What the trail says of a cancellation: by whom or how late, and the reason given."""
     reason = booking.cancellation_reason
+    given = {"reason": reason} if reason else {}
     if by_clinic:
-        return Detail(
-            N_("by the clinic: %(reason)s") if reason else N_("by the clinic"),
-            {"reason": reason} if reason else {},
-        )
+        return Detail(N_("by the clinic: %(reason)s") if reason else N_("by the clinic"), given)
     if booking.late_cancellation:
-        return Detail(
-            N_("late: %(reason)s") if reason else N_("late"), {"reason": reason} if reason else {}
-        )
+        return Detail(N_("late: %(reason)s") if reason else N_("late"), given)
     return reason
 
 
