@@ -51,6 +51,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
 ]
+# Chromium takes the format of its date and time fields from its own language, not the page's:
+# without this (and Debian's chromium-l10n, which .ci/run installs) they read 12/31/2026 and
+# 02:30 PM in a British clinic's screenshots.
+CHROMIUM_LANGUAGE = "en_GB"
 SCREENSHOTS = HERE.parent.parent / "docs" / "screenshots"
 # JPEG quality of the screenshots: text stays legible, a screenful stays near 30 KB.
 SCREENSHOT_QUALITY = 60
@@ -166,7 +170,11 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """One headless Chromium for the whole session."""
-    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    launched = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=CHROMIUM_ARGS,
+        env={**os.environ, "LANGUAGE": CHROMIUM_LANGUAGE},
+    )
     yield launched
     launched.close()
 
