@@ -64,6 +64,12 @@ ALTERNATIVES_AFTER = timedelta(days=7)
 
 # PostgreSQL SQLSTATEs that mean "someone else took it first".
 _CONFLICT_SQLSTATES = {"23P01", "40P01", "40001"}
+# A deadlock does not mean that yet. Two claims that overlap, flushed at the same moment, each
+# find the other's row not yet committed and wait for it; PostgreSQL aborts one of them. The
+# other may still roll back (another of its times lost), leaving the time free: the aborted
+# claim tries again, waiting this time for the other's outcome, a few times before giving up.
+_DEADLOCK_SQLSTATE = "40P01"
+CLAIM_ATTEMPTS = 3
 # Raised by the SQLite triggers the migration creates.
 _SQLITE_OVERLAP_MESSAGE = "booking overlaps"
 
@@ -342,8 +348,11 @@ def alternatives(
 
 def _taken(exc: DBAPIError) -> bool:
     """Tell whether a database error means another booking got the time first."""
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return sqlstate in _CONFLICT_SQLSTATES or _SQLITE_OVERLAP_MESSAGE in str(exc.orig)
+    return _sqlstate(exc) in _CONFLICT_SQLSTATES or _SQLITE_OVERLAP_MESSAGE in str(exc.orig)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
 
 
 def _flush_claim(
@@ -379,16 +388,21 @@ def _claimed(session: Session, claim: Callable[[], None]) -> bool:
     """Apply ``claim`` and flush it in a savepoint; tell whether the database let it through.
 
     On a lost race the savepoint's rollback returns the booking to what the database holds,
-    so the caller's transaction stays usable.
+    so the caller's transaction stays usable; after a deadlock the claim is tried again.
     """
-    try:
-        with session.begin_nested():
-            claim()
-    except DBAPIError as exc:
-        if not _taken(exc):
-            raise
-        return False
-    return True
+    left = CLAIM_ATTEMPTS
+    while True:
+        left -= 1
+        try:
+            with session.begin_nested():
+                claim()
+        except DBAPIError as exc:
+            if not _taken(exc):
+                raise
+            if left and _sqlstate(exc) == _DEADLOCK_SQLSTATE:
+                continue
+            return False
+        return True
 
 
 def find_or_create_patient(session: Session, details: PatientDetails, now: datetime) -> Patient:
