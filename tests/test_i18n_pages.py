@@ -1,4 +1,5 @@
-"""Every page in German, found by following links: no text is left in English.
+"""Every page in German, found by following links, and every form's refusal of empty fields:
+no text is left in English.
 
 A German page and the same page in English are compared text by text (and the attributes a
 screen reader reads out). A text that is the same in both is English the catalogue missed,
@@ -79,6 +80,55 @@ def read(html: str) -> _Texts:
     return parsed
 
 
+# Fields a person types into; a form with none of them is a button (cancel, archive, remove).
+TYPED = {"text", "email", "tel", "url", "password", "search", "number", "date", "time", "file"}
+
+
+@dataclass
+class Form:
+    """A form that posts: where to, and what it sends with every typed field left empty."""
+
+    action: str
+    data: dict[str, str] = field(default_factory=dict)
+    typed: bool = False
+
+
+@dataclass
+class _Forms(HTMLParser):
+    forms: list[Form] = field(default_factory=list)
+    _open: Form | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = {key: value or "" for key, value in attrs}
+        if tag == "form":
+            posts = named.get("method", "get").lower() == "post"
+            self._open = Form(named.get("action", "")) if posts else None
+            return
+        if self._open is None or not named.get("name"):
+            return
+        kind = named.get("type", "text") if tag == "input" else tag
+        if kind == "hidden":
+            self._open.data[named["name"]] = named.get("value", "")
+        elif kind in TYPED or kind in ("textarea", "select"):
+            self._open.data[named["name"]] = ""
+            self._open.typed = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form" and self._open is not None:
+            self.forms.append(self._open)
+            self._open = None
+
+
+def forms_of(html: str) -> list[Form]:
+    """The page's forms that post and have a field to type into."""
+    parsed = _Forms()
+    parsed.feed(html)
+    return [form for form in parsed.forms if form.typed]
+
+
 def data_of(setup: Setup) -> list[str]:
     """The clinic's own words, longest first, as the pages show them."""
     clinic = setup.clinic
@@ -138,12 +188,46 @@ def left_in_english(client: FlaskClient, setup: Setup, starts: list[str], prefix
     pages = 0
     for url, german, english in walk(client, starts, prefix):
         pages += 1
-        same = set(read(german).texts) & set(read(english).texts)
-        for text in same:
-            if english_left(text, data):
-                found.setdefault(url.split("?")[0], set()).add(text)
+        _compare(found, url.split("?")[0], german, english, data)
     assert pages >= 5, "the walk found too few pages to prove anything"
     return found
+
+
+def _compare(found: dict, where: str, german: str, english: str, data: list[str]) -> None:
+    same = set(read(german).texts) & set(read(english).texts)
+    for text in same:
+        if english_left(text, data):
+            found.setdefault(where, set()).add(text)
+
+
+def refusals_left_in_english(
+    client: FlaskClient, setup: Setup, starts: list[str], prefix: str
+) -> tuple[dict, int]:
+    """Every form on the walk's pages sent with its typed fields empty, in German and then in
+    English: the refusals (the form again with its errors) compared as pages are.
+
+    Returns what is left in English by form address, and how many refusals were compared. A
+    form the empty fields satisfy does what it does (its English copy then meets the changed
+    state); nothing is compared for it.
+    """
+    data = data_of(setup)
+    forms: dict[str, Form] = {}
+    for url, german, _ in walk(client, starts, prefix):
+        for form in forms_of(german):
+            form.action = form.action or url  # no action: the page's own address
+            path = urlsplit(form.action).path
+            if not _leaves(path):
+                forms.setdefault(path.rstrip("0123456789/") or path, form)
+    found: dict[str, set[str]] = {}
+    compared = 0
+    for form in forms.values():
+        german = client.post(form.action, data=form.data, headers=GERMAN)
+        if german.status_code in (302, 303) or german.mimetype != "text/html":
+            continue
+        english = client.post(form.action, data=form.data, headers=ENGLISH)
+        compared += 1
+        _compare(found, "POST " + urlsplit(form.action).path, german.text, english.text, data)
+    return found, compared
 
 
 @pytest.fixture
@@ -172,6 +256,26 @@ def test_the_patients_pages_have_no_english_left_in_german(client: FlaskClient, 
     assert found == {}
 
 
+def test_the_staff_areas_refusals_have_no_english_left_in_german(client, setup, visited):
+    log_in(client, "admin@clinic.example")
+
+    found, compared = refusals_left_in_english(
+        client, setup, ["/staff/day?date=2026-11-24", "/staff/week", "/staff/"], "/staff/"
+    )
+
+    assert compared >= 10, "too few forms refused empty fields to prove anything"
+    assert found == {}
+
+
+def test_the_patients_refusals_have_no_english_left_in_german(client, setup, visited):
+    found, compared = refusals_left_in_english(
+        client, setup, ["/", "/book", f"/b/{visited.manage_token}"], "/"
+    )
+
+    assert compared >= 2, "too few forms refused empty fields to prove anything"
+    assert found == {}
+
+
 def test_the_walk_finds_an_english_label(client: FlaskClient, setup, visited, monkeypatch):
     """The check itself: a label left untranslated is caught on its page."""
     from scheduler.clinic import forms
@@ -183,6 +287,19 @@ def test_the_walk_finds_an_english_label(client: FlaskClient, setup, visited, mo
 
     assert "/staff/setup/rooms" in found
     assert all(texts == {"Kind of room, in English"} for texts in found.values())
+
+
+def test_the_walk_finds_an_english_refusal(client: FlaskClient, setup, visited, monkeypatch):
+    """The check itself: an error message left untranslated is caught on its form."""
+    from scheduler.clinic import forms
+
+    required = forms.RoomForm.name.kwargs["validators"][0]
+    monkeypatch.setattr(required, "message", "Please name the room, in English.")
+    log_in(client, "admin@clinic.example")
+
+    found, _ = refusals_left_in_english(client, setup, ["/staff/setup/rooms"], "/staff/setup/")
+
+    assert found == {"POST /staff/setup/rooms": {"Please name the room, in English."}}
 
 
 def test_the_trail_says_each_change_in_the_readers_language(client, session, setup, visited):
