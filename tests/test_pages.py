@@ -615,7 +615,7 @@ def test_manage_page_shows_the_booking_and_how_to_prepare(browser, setup, book):
 
     assert page.status == 200
     assert "Follow-up treatment with Mei Lin" in page.text
-    assert "Tuesday 24 November 2026, 10:00 GMT to 11:00, GMT (Europe/London)" in page.text
+    assert "Tuesday 24 November 2026, 10:00 to 11:00 GMT (Europe/London)" in page.text
     assert page.with_class("status")[0].text == "Confirmed"
     text = page.text.lower()
     assert "loose" in text

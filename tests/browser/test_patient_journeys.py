@@ -62,7 +62,7 @@ def test_a_new_patient_books_a_first_visit_downloads_it_moves_it_and_cancels_it(
     page.get_by_role("link", name="Tuesday 24 November 2026, 10:00 GMT").click()
     arrive(page, "**/book/confirm?*", shot="details-form")
     expect(page.locator(".summary")).to_contain_text(
-        "Tuesday 24 November 2026, 10:00 GMT to 11:30, GMT (Europe/London)"
+        "Tuesday 24 November 2026, 10:00 to 11:30 GMT (Europe/London)"
     )
 
     # Pressing Book with nothing filled in says what is missing, next to each field.
@@ -96,7 +96,7 @@ def test_a_new_patient_books_a_first_visit_downloads_it_moves_it_and_cancels_it(
     summary = page.locator(".summary")
     expect(summary).to_contain_text("Confirmed")
     expect(summary).to_contain_text("Initial consultation with Mei Lin")
-    expect(summary).to_contain_text("Tuesday 24 November 2026, 10:00 GMT to 11:30")
+    expect(summary).to_contain_text("Tuesday 24 November 2026, 10:00 to 11:30")
     expect(page.get_by_role("heading", name="How to prepare")).to_be_visible()
 
     filename, start, end, title = downloaded_event(page, "Add to calendar (.ics)")
@@ -122,7 +122,7 @@ def test_a_new_patient_books_a_first_visit_downloads_it_moves_it_and_cancels_it(
     page.get_by_role("button", name="Move my booking").click()
     arrive(page, "**/b/*")
     expect(page.get_by_role("status")).to_have_text("Your booking has been moved.")
-    expect(summary).to_contain_text("Wednesday 25 November 2026, 14:00 GMT to 15:30")
+    expect(summary).to_contain_text("Wednesday 25 November 2026, 14:00 to 15:30")
     _, start, _, _ = downloaded_event(page, "Add to calendar (.ics)")
     assert start == london("2026-11-25", "14:00")
 
