@@ -1,27 +1,34 @@
 """Issue 9: the error pages a patient may meet, in a real browser on a phone: a page that is
-not there, a booking link that leads nowhere, a bug (500), too many tries (429) and a form
-too large to send (413). Each is checked with axe-core by ``arrive`` and offers a way on."""
+not there, a booking link that leads nowhere, a bug (500), too many tries (429), a form too
+large to send (413), a form that has expired (400) and an offer link that has (410). Each is
+checked with axe-core by ``arrive`` and offers a way on."""
 
 from __future__ import annotations
 
 import re
 import threading
 from collections.abc import Callable, Iterator
+from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from scheduler import config, create_app
+from scheduler.booking.operations import PatientDetails, cancel_booking
 from scheduler.extensions import db
+from scheduler.waitlist.models import WaitlistOffer
+from scheduler.waitlist.operations import join_waitlist
 from tests.browser.conftest import PHONE, SHOWN_CLINIC, QuietHandler, Visits, arrive, expect
 from tests.browser.test_staff_journeys import give_password
 from tests.conftest import Setup, london
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import BrowserContext, Page
 
 
 def expect_error_page(page: Page, heading: str) -> None:
@@ -141,3 +148,64 @@ def test_too_many_tries_says_when_to_try_again(
         "Please try again in 60 minutes. That is after 09:00."
     )
     expect(page.get_by_role("main").get_by_role("link", name="Back to the start")).to_be_visible()
+
+
+def test_a_form_that_has_expired_says_so_and_leads_back_to_it(
+    page: Page, context: BrowserContext, setup: Setup
+) -> None:
+    """The browser forgot its cookies while the form was open (a private window closed and
+    reopened, a phone's browser restarted): the form's token no longer matches."""
+    query = {
+        "service": setup.follow_up.id,
+        "practitioner": setup.mei.id,
+        "start": london("2026-11-24", "10:00").isoformat(),
+    }
+    page.set_viewport_size(PHONE)
+    page.goto("/book/confirm?" + urlencode(query))
+    arrive(page, "**/book/confirm?*")
+    page.get_by_label("Full name").fill("Ada Lovelace")
+    page.get_by_label("Email").fill("ada@example.org")
+    context.clear_cookies()
+    page.get_by_role("button", name=re.compile("^Book")).click()
+    arrive(page, "**/book/confirm?*", shot="error-expired-form")
+    expect_error_page(page, "This form has expired")
+    expect(page.get_by_role("main")).to_contain_text("Please reload the page and send it again.")
+
+    page.get_by_role("link", name="Go back to the form").click()
+    arrive(page, "**/book/confirm?*")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your details")
+
+
+def test_an_offer_that_has_expired_says_until_when_and_leads_to_the_free_times(
+    page: Page, setup: Setup, session: Session, clock: Any, book: Callable[..., Any]
+) -> None:
+    tuesday = london("2026-11-24", "10:00")
+    booking = book(tuesday, practitioner=setup.mei)
+    join_waitlist(
+        session,
+        clinic=setup.clinic,
+        treatment=setup.follow_up,
+        practitioner=None,
+        days=[date(2026, 11, 24)],
+        patient=PatientDetails("Grace Hopper", "grace@example.org"),
+        now=clock(),
+    )
+    cancel_booking(session, clinic=setup.clinic, booking=booking, now=clock())
+    session.commit()
+    offer = session.scalars(select(WaitlistOffer)).one()
+    clock.now = offer.expires_at
+    page.set_viewport_size(PHONE)
+
+    answer = page.goto(f"/w/{offer.token}")
+
+    assert answer is not None
+    assert answer.status == 410
+    arrive(page, f"**/w/{offer.token}", shot="error-expired-offer")
+    expect(page.get_by_role("heading", level=1)).to_have_text("This offer has expired")
+    expect(page.get_by_role("alert")).to_have_text(
+        "The offer was open until Monday 23 November 2026, 11:00 GMT."
+    )
+    expect(page.get_by_role("link", name="See your place, or leave the waitlist")).to_be_visible()
+    page.get_by_role("link", name="See the free times").click()
+    arrive(page, "**/book?*")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Book a session")
