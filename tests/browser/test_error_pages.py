@@ -81,7 +81,8 @@ def test_a_server_error_is_a_calm_page(
     expect(page.get_by_role("main")).not_to_contain_text("a bug")
 
 
-def test_a_form_too_large_to_send_leads_back_to_it(page: Page, setup: Setup) -> None:
+def fill_in_details(page: Page, setup: Setup) -> None:
+    """Open the details form for Tuesday 10:00 with Mei Lin, on a phone, and give a name."""
     query = {
         "service": setup.follow_up.id,
         "practitioner": setup.mei.id,
@@ -92,6 +93,10 @@ def test_a_form_too_large_to_send_leads_back_to_it(page: Page, setup: Setup) -> 
     arrive(page, "**/book/confirm?*")
     page.get_by_label("Full name").fill("Ada Lovelace")
     page.get_by_label("Email").fill("ada@example.org")
+
+
+def test_a_form_too_large_to_send_leads_back_to_it(page: Page, setup: Setup) -> None:
+    fill_in_details(page, setup)
     # More than the 1 MB a request may carry, as a pasted file would be.
     page.get_by_label("Anything the practitioner should know?").evaluate(
         "(notes) => { notes.removeAttribute('maxlength'); notes.value = 'x'.repeat(1100000); }"
@@ -155,16 +160,7 @@ def test_a_form_that_has_expired_says_so_and_leads_back_to_it(
 ) -> None:
     """The browser forgot its cookies while the form was open (a private window closed and
     reopened, a phone's browser restarted): the form's token no longer matches."""
-    query = {
-        "service": setup.follow_up.id,
-        "practitioner": setup.mei.id,
-        "start": london("2026-11-24", "10:00").isoformat(),
-    }
-    page.set_viewport_size(PHONE)
-    page.goto("/book/confirm?" + urlencode(query))
-    arrive(page, "**/book/confirm?*")
-    page.get_by_label("Full name").fill("Ada Lovelace")
-    page.get_by_label("Email").fill("ada@example.org")
+    fill_in_details(page, setup)
     context.clear_cookies()
     page.get_by_role("button", name=re.compile("^Book")).click()
     arrive(page, "**/book/confirm?*", shot="error-expired-form")
