@@ -13,7 +13,6 @@ from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from zxcvbn import zxcvbn
 
 from scheduler.clinic.models import Practitioner
 from scheduler.i18n import current_language
@@ -158,6 +157,10 @@ class Strength:
 def password_strength(password: str, *, email: str = "") -> Strength:
     """Estimate how guessable ``password`` is (zxcvbn: breached passwords, names, words,
     keyboard patterns, dates, and the account's and this service's own words)."""
+    # Imported here: its word lists take 12 MB, which a worker that never sees a new password
+    # (most of them) need not hold.
+    from zxcvbn import zxcvbn
+
     words = [email, *re.split(r"[^a-z0-9]+", email.lower()), *sorted(GUESSED_FIRST)]
     # zxcvbn takes 72 characters at most (its time grows fast with the length); a password
     # whose first 72 are hard to guess is too.

@@ -18,28 +18,15 @@ import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AttestationConveyancePreference,
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
 from scheduler.i18n import N_
 from scheduler.notifications.models import AccountChange
 from scheduler.staff.auth import clear_failures, count_failure, is_locked
@@ -52,7 +39,15 @@ TIMEOUT_MS = 120_000
 MOST_KEYS = 10
 NAME_LENGTH = 60
 APP_FIRST = N_("Switch two-step login on with an app first; a key is added beside it.")
-_TRANSPORTS = {transport.value: transport for transport in AuthenticatorTransport}
+
+
+# py_webauthn (with pyOpenSSL, cbor2 and pyasn1) takes 7 MB that a worker holds for good once
+# loaded; it is imported by the functions that use it, so only workers that see a key do.
+@cache
+def _known_transports() -> dict[str, AuthenticatorTransport]:
+    from webauthn.helpers.structs import AuthenticatorTransport
+
+    return {transport.value: transport for transport in AuthenticatorTransport}
 
 
 class SecurityKeyError(Exception):
@@ -96,11 +91,14 @@ def user_handle(user: User, secret: str) -> bytes:
 
 
 def _descriptors(user: User) -> list[PublicKeyCredentialDescriptor]:
+    from webauthn.helpers import base64url_to_bytes
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
+
+    known = _known_transports()
     return [
         PublicKeyCredentialDescriptor(
             id=base64url_to_bytes(key.credential_id),
-            transports=[_TRANSPORTS[t] for t in key.transports.split(",") if t in _TRANSPORTS]
-            or None,
+            transports=[known[t] for t in key.transports.split(",") if t in known] or None,
         )
         for key in user.security_keys
     ]
@@ -118,6 +116,14 @@ def registration_options(
         raise SecurityKeyError(
             N_("An account has at most 10 security keys: remove one you no longer use first.")
         )
+    from webauthn import generate_registration_options, options_to_json
+    from webauthn.helpers.structs import (
+        AttestationConveyancePreference,
+        AuthenticatorSelectionCriteria,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     options = generate_registration_options(
         rp_id=site.rp_id,
         rp_name=clinic_name,
@@ -151,7 +157,8 @@ def _transports(credential: str) -> str:
         return ""
     if not isinstance(reported, list):
         return ""
-    return ",".join(t for t in dict.fromkeys(reported) if isinstance(t, str) and t in _TRANSPORTS)
+    known = _known_transports()
+    return ",".join(t for t in dict.fromkeys(reported) if isinstance(t, str) and t in known)
 
 
 def add_key(
@@ -169,6 +176,10 @@ def add_key(
     name = _clean_name(name)
     if not user.has_second_factor:
         raise SecurityKeyError(APP_FIRST)
+    from webauthn import verify_registration_response
+    from webauthn.helpers import bytes_to_base64url
+    from webauthn.helpers.exceptions import WebAuthnException
+
     try:
         verified = verify_registration_response(
             credential=credential,
@@ -215,6 +226,9 @@ def login_options(user: User, site: Site) -> tuple[str, bytes] | None:
     their challenge; ``None`` when the account has no key."""
     if not user.security_keys:
         return None
+    from webauthn import generate_authentication_options, options_to_json
+    from webauthn.helpers.structs import UserVerificationRequirement
+
     options = generate_authentication_options(
         rp_id=site.rp_id,
         timeout=TIMEOUT_MS,
@@ -252,6 +266,9 @@ def key_holds(
     credential_id = _credential_id(credential)
     key = next((k for k in user.security_keys if k.credential_id == credential_id), None)
     if key is not None and challenge is not None:
+        from webauthn import verify_authentication_response
+        from webauthn.helpers.exceptions import WebAuthnException
+
         try:
             verified = verify_authentication_response(
                 credential=credential,

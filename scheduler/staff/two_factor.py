@@ -25,7 +25,6 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from scheduler.extensions import db
 from scheduler.i18n import N_
@@ -107,6 +106,8 @@ def _site() -> Site | None:
 
 
 def _new_challenge(purpose: str, challenge: bytes) -> None:
+    from webauthn.helpers import bytes_to_base64url  # as security_keys says, only when used
+
     session[KEY_CHALLENGE] = {
         "challenge": bytes_to_base64url(challenge),
         "at": _seconds(),
@@ -122,6 +123,8 @@ def _take_challenge(purpose: str) -> bytes | None:
         return None
     if not isinstance(kept.get("at"), int) or _seconds() - kept["at"] >= PENDING_SECONDS:
         return None
+    from webauthn.helpers import base64url_to_bytes
+
     try:
         return base64url_to_bytes(str(kept.get("challenge")))
     except ValueError:
