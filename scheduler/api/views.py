@@ -46,6 +46,7 @@ from scheduler.booking.operations import (
     find_slots,
     reschedule_booking,
 )
+from scheduler.booking.slotcache import slot_cache
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
 from scheduler.patients.intake import IntakeAnswers
@@ -260,6 +261,7 @@ def slots() -> ResponseReturnValue:
         first_day=query.start,
         last_day=query.end,
         now=now(),
+        cache=slot_cache(),
     )
     free = [slot_json(clinic, slot) for slot in found]
     return jsonify(shaped(SlotsOut, {"timezone": clinic.timezone, "slots": free}))
