@@ -52,7 +52,6 @@ def register_extensions(app: Flask) -> None:
     """Bind the extensions to ``app`` and tune the database engine."""
     # Import every model so that the metadata and Alembic see the whole schema.
     from scheduler import models  # noqa: F401
-    from scheduler.booking.slotcache import init_app as init_slot_cache
     from scheduler.eventlog import init_app as init_event_log
     from scheduler.extensions import csrf, db, login_manager, migrate
     from scheduler.i18n import init_app as init_languages
@@ -76,7 +75,6 @@ def register_extensions(app: Flask) -> None:
     init_rate_limits(app)
     init_security(app)
     init_sealing(app)
-    init_slot_cache(app)
     with app.app_context():
         configure_engine(db.engine, synchronous=app.config["SQLITE_SYNCHRONOUS"])
 

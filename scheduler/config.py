@@ -59,8 +59,8 @@ def _number(name: str, default: int) -> int:
     return number
 
 
-def _count(name: str, default: int = 0) -> int:
-    value = os.environ.get(name, "").strip() or str(default)
+def _count(name: str) -> int:
+    value = os.environ.get(name, "").strip() or "0"
     if not value.isascii() or not value.isdigit():
         raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}")
     return int(value)
@@ -179,8 +179,6 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "CALENDAR_IMPORT_MAX_BYTES": _number("CALENDAR_IMPORT_MAX_BYTES", 10 * 1024 * 1024),
         "CALENDAR_IMPORT_MAX_EVENTS": _number("CALENDAR_IMPORT_MAX_EVENTS", 20_000),
         "CALENDAR_IMPORT_SECONDS": _number("CALENDAR_IMPORT_SECONDS", 60),
-        # Free-slot lists each worker keeps (scheduler/booking/slotcache.py); 0 keeps none.
-        "SLOT_CACHE_SIZE": _count("SLOT_CACHE_SIZE", 64),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": https,

@@ -51,10 +51,6 @@ class OnCommit(Generic[Item]):
         noted: list[_Noted[Item]] = session.info.setdefault(self.noted, [])
         noted.append(_Noted(item, session.get_nested_transaction()))
 
-    def pending(self, session: Session) -> bool:
-        """Tell whether anything is noted on ``session`` and not yet handed over."""
-        return bool(session.info.get(self.noted))
-
     def _before_commit(self, session: Session) -> None:
         # A savepoint's commit is not the end of the unit of work; wait for the real one.
         if session.in_nested_transaction():

@@ -126,7 +126,6 @@ COLUMN_SINCE: dict[tuple[str, str], tuple[str, Any]] = {
     ("waitlist_entries", "given_phone"): ("0015", FromPatient("phone")),
     ("clinics", "brand_colour"): ("0020", "#2f6f5e"),
     ("audit_events", "detail_data"): ("0021", None),
-    ("clinics", "schedule_version"): ("0022", 0),
 }
 
 # Columns whose type a revision changed: (that revision, the type before it). A value is
@@ -346,7 +345,6 @@ def write_clinic(data: Dataset, connection: Connection, revision: str, batch: in
         aftercare_delay_minutes=90,
         approval_threshold=3,
         brand_colour="#7a3b69",
-        schedule_version=41,
     )
     alex, sam, jo = (
         add(

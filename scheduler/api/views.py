@@ -46,7 +46,6 @@ from scheduler.booking.operations import (
     find_slots,
     reschedule_booking,
 )
-from scheduler.booking.slotcache import slot_cache
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
 from scheduler.extensions import db
 from scheduler.patients.intake import IntakeAnswers
@@ -261,7 +260,6 @@ def slots() -> ResponseReturnValue:
         first_day=query.start,
         last_day=query.end,
         now=now(),
-        cache=slot_cache(),
     )
     free = [slot_json(clinic, slot) for slot in found]
     return jsonify(shaped(SlotsOut, {"timezone": clinic.timezone, "slots": free}))

@@ -34,14 +34,6 @@ from scheduler.booking.availability import (
 )
 from scheduler.booking.models import Booking, BookingStatus, Course
 from scheduler.booking.policies import needs_approval
-from scheduler.booking.slotcache import (
-    SlotCache,
-    changed_here,
-    schedule_version,
-    time_bucket,
-    widened,
-    within,
-)
 from scheduler.calendars.models import BusyTime
 from scheduler.clinic.models import (
     Clinic,
@@ -157,68 +149,13 @@ def find_slots(
     ignore: Booking | None = None,
     by_staff: bool = False,
     merge: bool = True,
-    cache: SlotCache | None = None,
 ) -> list[Slot]:
     """Return the free slots for ``treatment`` between two of the clinic's dates, inclusive.
 
     With no ``practitioner`` the slots of everyone who gives the treatment are merged, one per
     start time, unless ``merge`` is false. ``ignore`` leaves a booking out of the busy time
-    (when it is being moved). With a ``cache``, slots computed under the clinic's current
-    schedule version are reused, unless this unit of work has changed the schedule itself.
+    (when it is being moved).
     """
-    rules = rules_of(clinic, by_staff=by_staff)
-
-    def compute(at: datetime, under: Rules) -> list[Slot]:
-        return _compute_slots(
-            session,
-            clinic=clinic,
-            treatment=treatment,
-            practitioner=practitioner,
-            first_day=first_day,
-            last_day=last_day,
-            now=at,
-            ignore=ignore,
-            rules=under,
-        )
-
-    # The version is read before the diaries, so a list is never kept under a version older
-    # than its data (and the read flushes this unit of work's own changes first).
-    version = schedule_version(session, clinic) if cache is not None else None
-    if cache is None or changed_here(session):
-        slots = compute(now, rules)
-    else:
-        bucket = time_bucket(now)
-        key = (
-            version,
-            clinic.id,
-            treatment.id,
-            practitioner.id if practitioner is not None else None,
-            first_day,
-            last_day,
-            ignore.id if ignore is not None else None,
-            by_staff,
-            bucket,
-        )
-        # Computed at the bucket's start with a horizon one bucket longer: every slot any
-        # moment in the bucket may offer, narrowed to this moment's.
-        kept = cache.get_or_compute(key, lambda: compute(bucket, widened(rules)))
-        slots = within(kept, rules, now)
-    return merge_anyone(slots) if practitioner is None and merge else slots
-
-
-def _compute_slots(
-    session: Session,
-    *,
-    clinic: Clinic,
-    treatment: Treatment,
-    practitioner: Practitioner | None,
-    first_day: date,
-    last_day: date,
-    now: datetime,
-    ignore: Booking | None,
-    rules: Rules,
-) -> list[Slot]:
-    """Return every practitioner's free slots (not merged) under ``rules``."""
     if practitioner is None:
         candidates = practitioners_for(session, treatment)
     elif practitioner.active and treatment in practitioner.treatments:
@@ -229,7 +166,7 @@ def _compute_slots(
         return []
     start, end = day_bounds(first_day, last_day, clinic.tz)
     diaries, rooms = _load_diaries(session, candidates, start, end, ignore, treatment.room_kind)
-    return free_slots(
+    slots = free_slots(
         tz=clinic.tz,
         first_day=first_day,
         last_day=last_day,
@@ -237,9 +174,10 @@ def _compute_slots(
         buffer=timedelta(minutes=treatment.buffer_minutes),
         practitioners=diaries,
         rooms=rooms,
-        rules=rules,
+        rules=rules_of(clinic, by_staff=by_staff),
         now=now,
     )
+    return merge_anyone(slots) if practitioner is None and merge else slots
 
 
 def _load_diaries(

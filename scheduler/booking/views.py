@@ -52,7 +52,6 @@ from scheduler.booking.operations import (
     reschedule_booking,
     rules_of,
 )
-from scheduler.booking.slotcache import slot_cache
 from scheduler.calendars.export import booking_calendar
 from scheduler.clinic.checklists import checklist_for
 from scheduler.clinic.models import Clinic, Practitioner, Treatment
@@ -172,7 +171,6 @@ def picker(
         now=moment,
         ignore=ignore,
         by_staff=by_staff,
-        cache=slot_cache(),
     )
     previous = first - timedelta(days=DAYS_PER_PAGE)
     following = first + timedelta(days=DAYS_PER_PAGE)

@@ -85,12 +85,6 @@ class Clinic(Base):
     # The colour of buttons, links and the clinic's name on the pages and in mail, as
     # ``#rrggbb``; the default is the stylesheet's own.
     brand_colour: Mapped[str] = mapped_column(String(7), default=DEFAULT_BRAND_COLOUR)
-    # Raised with every change that can move a free time (scheduler.booking.slotcache); a new
-    # clinic starts at a random number, so that a worker's cached slots for an emptied and
-    # refilled database can never match.
-    schedule_version: Mapped[int] = mapped_column(
-        Integer, default=lambda: secrets.randbelow(2**30), server_default="0"
-    )
 
     @property
     def tz(self) -> ZoneInfo:
